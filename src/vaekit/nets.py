@@ -1,0 +1,89 @@
+"""Encoder and decoder bodies: tensors in, tensors out. The VAE turns their outputs into
+distributions, so these know nothing about probability."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU}
+
+
+def mlp(sizes: list[int], activation: str) -> nn.Sequential:
+    """Linear layers of the given sizes with `activation` between them (none after the last)."""
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class MLPEncoder(nn.Module):
+    """(B, C, H, W) -> (B, out_dim) through fully connected layers."""
+
+    def __init__(self, x_shape, out_dim: int, hidden: list[int], activation: str):
+        super().__init__()
+        self.net = mlp([math.prod(x_shape), *hidden, out_dim], activation)
+
+    def forward(self, x):
+        return self.net(x.flatten(1))  # (B, out_dim)
+
+
+class MLPDecoder(nn.Module):
+    """(B, latent_dim) -> (B, *out_shape); hidden layers mirror the encoder's."""
+
+    def __init__(self, latent_dim: int, out_shape, hidden: list[int], activation: str):
+        super().__init__()
+        self.out_shape = tuple(out_shape)
+        self.net = mlp([latent_dim, *reversed(hidden), math.prod(out_shape)], activation)
+
+    def forward(self, z):
+        return self.net(z).view(-1, *self.out_shape)  # (B, C', H, W)
+
+
+class ConvEncoder(nn.Module):
+    """Two stride-2 convolutions (side / 4), then a dense layer of hidden[0] units."""
+
+    def __init__(self, x_shape, out_dim: int, hidden: list[int], activation: str):
+        super().__init__()
+        c, h, w = x_shape
+        if h % 4 or w % 4:
+            raise ValueError(f"the conv net needs sides divisible by 4, got {h}x{w}")
+        act = ACTIVATIONS[activation]
+        self.net = nn.Sequential(
+            nn.Conv2d(c, 32, 4, 2, 1), act(),
+            nn.Conv2d(32, 64, 4, 2, 1), act(),
+            nn.Flatten(),
+            nn.Linear(64 * (h // 4) * (w // 4), hidden[0]), act(),
+            nn.Linear(hidden[0], out_dim),
+        )
+
+    def forward(self, x):
+        return self.net(x)  # (B, out_dim)
+
+
+class ConvDecoder(nn.Module):
+    """The mirror image of ConvEncoder: dense layers, then two stride-2 transposed convolutions."""
+
+    def __init__(self, latent_dim: int, out_shape, hidden: list[int], activation: str):
+        super().__init__()
+        c, h, w = out_shape
+        if h % 4 or w % 4:
+            raise ValueError(f"the conv net needs sides divisible by 4, got {h}x{w}")
+        act = ACTIVATIONS[activation]
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim, hidden[0]), act(),
+            nn.Linear(hidden[0], 64 * (h // 4) * (w // 4)), act(),
+            nn.Unflatten(1, (64, h // 4, w // 4)),
+            nn.ConvTranspose2d(64, 32, 4, 2, 1), act(),
+            nn.ConvTranspose2d(32, c, 4, 2, 1),
+        )
+
+    def forward(self, z):
+        return self.net(z)  # (B, C', H, W)
+
+
+NETS = {"mlp": (MLPEncoder, MLPDecoder), "conv": (ConvEncoder, ConvDecoder)}

@@ -1,0 +1,23 @@
+"""Schedules: pure functions of the optimisation step."""
+
+from __future__ import annotations
+
+import math
+
+
+def learning_rate(step: int, total_steps: int, base_lr: float, schedule: str = "constant",
+                  warmup_steps: int = 0) -> float:
+    """Linear warm-up over `warmup_steps`, then constant or cosine decay to 0 at `total_steps`."""
+    if warmup_steps and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    if schedule == "cosine":
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return base_lr
+
+
+def kl_weight(step: int, beta: float, warmup_steps: int) -> float:
+    """KL warm-up (Bowman et al., 2016; Sonderby et al., 2016): 0 -> beta linearly."""
+    if warmup_steps <= 0:
+        return beta
+    return beta * min(1.0, (step + 1) / warmup_steps)

@@ -1,0 +1,41 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from vaekit.config import Config
+from vaekit.data import load_data
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("VAEKIT_DATA_DIR") or ROOT.parent / "shared" / "data")
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_data(Config().data)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir():
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip(f"MNIST not found under {SHARED_DATA} (set VAEKIT_DATA_DIR)")
+    return SHARED_DATA
+
+
+def small_config(**train) -> Config:
+    """A digits model that trains in about a second."""
+    cfg = Config()
+    cfg.model.hidden = [64]
+    cfg.model.latent_dim = 4
+    cfg.train.epochs = 3
+    cfg.train.batch_size = 64
+    cfg.train.precision = "fp32"
+    for k, v in train.items():
+        setattr(cfg.train, k, v)
+    return cfg

@@ -1,0 +1,90 @@
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import vaekit
+from vaekit.checkpoint import read_metrics
+from vaekit.data import load_data
+from vaekit.metrics import evaluate_elbo
+from vaekit.train import train
+
+from conftest import small_config
+
+
+def test_training_on_digits_lowers_the_loss(tmp_path, digits):
+    cfg = small_config(epochs=8)
+    vae = train(cfg, tmp_path / "run", data=digits, progress=False)
+    records = read_metrics(tmp_path / "run")
+    assert [r["epoch"] for r in records] == list(range(1, 9))
+    assert records[-1]["train_loss"] < records[0]["train_loss"] - 5
+    assert records[-1]["val_neg_elbo"] < records[0]["val_neg_elbo"] - 5
+    untrained = vaekit.VAE(cfg.model, digits.shape)
+    assert evaluate_elbo(vae, digits.test_x)["neg_elbo"] < evaluate_elbo(untrained, digits.test_x)["neg_elbo"] - 5
+    for name in ("config.json", "model.safetensors", "checkpoint.safetensors", "curves.png",
+                 "samples.png", "reconstructions.png", "samples/epoch_008.png"):
+        assert (tmp_path / "run" / name).is_file(), name
+
+
+def test_saved_run_reloads_to_identical_outputs(tmp_path, digits):
+    vae = train(small_config(epochs=2), tmp_path / "run", data=digits, progress=False)
+    loaded = vaekit.load(tmp_path / "run")
+    x = digits.test_x[:16]
+    assert torch.equal(vae.encode(x).mean, loaded.encode(x).mean)
+    assert torch.equal(vae.reconstruct(x), loaded.reconstruct(x))
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(vae.sample(8, generator=g1), loaded.sample(8, generator=g2))
+
+
+@pytest.mark.parametrize("binarize", ["none", "dynamic"])
+def test_resume_equals_uninterrupted(tmp_path, digits, binarize):
+    full = small_config(epochs=4, kl_warmup_epochs=2, grad_clip=5.0)
+    full.data.binarize = binarize
+    data = load_data(full.data)
+    train(full, tmp_path / "full", data=data, progress=False)
+
+    short = small_config(epochs=2, kl_warmup_epochs=2, grad_clip=5.0)
+    short.data.binarize = binarize
+    train(short, tmp_path / "part", data=data, progress=False)
+    short.train.epochs = 4
+    train(short, tmp_path / "part", resume=True, data=data, progress=False)
+
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "part" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    losses = lambda run: [r["train_loss"] for r in read_metrics(tmp_path / run)]
+    assert losses("full") == losses("part")
+
+
+def test_same_seed_same_result_other_seed_differs(tmp_path, digits):
+    runs = {}
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        train(small_config(epochs=1, seed=seed), tmp_path / name, data=digits, progress=False)
+        runs[name] = load_file(tmp_path / name / "model.safetensors")
+    assert all(torch.equal(runs["a"][k], runs["b"][k]) for k in runs["a"])
+    assert not all(torch.equal(runs["a"][k], runs["c"][k]) for k in runs["a"])
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path, digits):
+    cfg = small_config(epochs=60, patience=1, lr=0.05)  # a high rate makes validation stall soon
+    train(cfg, tmp_path / "run", data=digits, progress=False)
+    records = read_metrics(tmp_path / "run")
+    assert len(records) < 60
+    best = min(records, key=lambda r: r["val_neg_elbo"])
+    loaded = vaekit.load(tmp_path / "run")
+    assert best["epoch"] < records[-1]["epoch"]
+    # The saved model is the best epoch's: it reproduces that epoch's validation figure.
+    assert evaluate_elbo(loaded, digits.val_x)["neg_elbo"] == pytest.approx(best["val_neg_elbo"], rel=1e-6)
+
+
+def test_an_existing_run_is_not_overwritten(tmp_path, digits):
+    train(small_config(epochs=1), tmp_path / "run", data=digits, progress=False)
+    with pytest.raises(vaekit.VaekitError, match="already holds a run"):
+        train(small_config(epochs=1), tmp_path / "run", data=digits, progress=False)
+
+
+def test_samples_are_images_in_unit_range(tmp_path, digits):
+    vae = train(small_config(epochs=2), tmp_path / "run", data=digits, progress=False)
+    x = vae.sample(10, temperature=0.7)
+    assert x.shape == (10, 1, 8, 8)
+    assert x.min() >= 0 and x.max() <= 1 and x.std() > 0.01
