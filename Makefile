@@ -15,7 +15,8 @@ demo: $(STAMP)
 	rm -rf runs/demo
 	$(BIN)/vaekit train --config configs/digits.json --out runs/demo
 	$(BIN)/vaekit evaluate runs/demo
-	@echo "demo run: runs/demo (samples.png, reconstructions.png, curves.png, samples/)"
+	$(BIN)/vaekit report runs/demo
+	@echo "demo run: runs/demo (report.html, samples.png, reconstructions.png, curves.png, samples/)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -13,15 +13,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import anomaly, explore
 from . import checkpoint as ckpt
 from .config import Config, load_config
-from .data import load_data
+from .data import load_data, load_inputs
 from .errors import VaekitError
 from .metrics import evaluate_elbo
-from .plotting import save_grid
+from .plotting import save_grid, save_histogram, save_pairs, save_scatter
 
 
-def hidden_sizes(text: str) -> list[int]:
+def int_list(text: str) -> list[int]:
     try:
         sizes = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
@@ -39,7 +40,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 # Flags of `train` and the config keys they set; None (not given) leaves the config's value.
 TRAIN_FLAGS = {
     "data": "data.name", "data_dir": "data.data_dir", "binarize": "data.binarize",
-    "val_fraction": "data.val_fraction",
+    "val_fraction": "data.val_fraction", "exclude_classes": "data.exclude_classes",
+    "max_train": "data.max_train",
     "model": "model.net", "latent_dim": "model.latent_dim", "hidden": "model.hidden",
     "activation": "model.activation", "likelihood": "model.likelihood", "sigma": "model.sigma",
     "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
@@ -70,29 +72,62 @@ def cmd_train(args) -> None:
         print(f"wrote {run_dir / name}")
 
 
-def cmd_sample(args) -> None:
-    vae = ckpt.load(args.run)
-    g = torch.Generator().manual_seed(args.seed)
-    x = vae.sample(args.num, temperature=args.temperature, generator=g)  # (N, C, H, W)
-    out = Path(args.out)
+def out_path(args, default: str) -> Path:
+    """--out, or `default` inside the run directory; its folder must exist."""
+    out = Path(args.out) if args.out else Path(args.run) / default
     if not out.parent.is_dir():
         raise VaekitError(f"{out.parent}: output directory not found")
-    if out.suffix == ".npy":
-        import io
+    return out
 
-        buf = io.BytesIO()
-        np.save(buf, x.numpy())
-        ckpt.atomic_write(out, buf.getvalue())
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    ckpt.atomic_write(path, buf.getvalue())
+
+
+def save_images(out: Path, x: torch.Tensor, nrow: int | None = None) -> None:
+    """A .npy path gets the array, anything else a PNG grid."""
+    if out.suffix == ".npy":
+        save_array(out, x.numpy())
     else:
-        save_grid(out, x)
+        save_grid(out, x, nrow)
     print(f"wrote {out}")
 
 
-def cmd_evaluate(args) -> None:
+def run_inputs(args, vae):
+    """The run's model config and the inputs --data/--data-dir name (default: the run's test split)."""
     cfg = ckpt.load_config_of(Path(args.run))
-    vae = ckpt.load(args.run)
     cfg = cfg.override({"data.name": args.data, "data.data_dir": args.data_dir})
-    x = load_data(cfg.data).test_x
+    x, y = load_inputs(cfg.data)
+    if tuple(x.shape[1:]) != vae.x_shape:
+        raise VaekitError(f"{cfg.data.name}: examples of shape {tuple(x.shape[1:])}, the model takes {vae.x_shape}")
+    return cfg, x, y
+
+
+def posterior_sampler(args, vae, num_components: int) -> explore.PosteriorSampler:
+    """A Gaussian mixture over the posterior means of (up to 10,000) training examples."""
+    cfg = ckpt.load_config_of(Path(args.run)).override({"data.data_dir": getattr(args, "data_dir", None)})
+    mu, _ = explore.embed(vae, load_data(cfg.data).train_x[:10_000])
+    return explore.PosteriorSampler(num_components, seed=args.seed).fit(mu)
+
+
+def cmd_sample(args) -> None:
+    vae = ckpt.load(args.run)
+    out = out_path(args, "samples.png")
+    if args.sampler == "posterior":
+        z = posterior_sampler(args, vae, args.components).sample(args.num, args.temperature)
+        x = vae.decode(z).mean.detach()
+    else:
+        x = vae.sample(args.num, temperature=args.temperature, generator=torch.Generator().manual_seed(args.seed))
+    save_images(out, x)  # (N, C, H, W)
+
+
+def cmd_evaluate(args) -> None:
+    vae = ckpt.load(args.run)
+    _, x, _ = run_inputs(args, vae)
     result = evaluate_elbo(vae, x, batch_size=args.batch_size, seed=args.seed)
     if args.json:
         print(json.dumps(result))
@@ -101,23 +136,129 @@ def cmd_evaluate(args) -> None:
             print(f"{k:>14}: {v:.4f}" if isinstance(v, float) else f"{k:>14}: {v}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vaekit", description="Train and use variational autoencoders.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def cmd_reconstruct(args) -> None:
+    vae = ckpt.load(args.run)
+    _, x, _ = run_inputs(args, vae)
+    x = x[: args.num]
+    out = out_path(args, "reconstructions.png")
+    if out.suffix == ".npy":
+        save_images(out, torch.stack([x, vae.reconstruct(x)], dim=1))  # (N, 2, C, H, W)
+    else:
+        save_pairs(out, x, vae.reconstruct(x))
+        print(f"wrote {out}")
 
-    p = sub.add_parser("train", help="train a VAE into a run directory")
+
+def cmd_interpolate(args) -> None:
+    vae = ckpt.load(args.run)
+    _, x, _ = run_inputs(args, vae)
+    if len(x) < 2 * args.pairs:
+        raise VaekitError(f"need {2 * args.pairs} inputs for {args.pairs} pairs, got {len(x)}")
+    g = torch.Generator().manual_seed(args.seed)
+    idx = torch.randperm(len(x), generator=g)[: 2 * args.pairs]
+    path = explore.interpolate(vae, x[idx[::2]], x[idx[1::2]], args.steps, args.spherical)  # (P, K, C, H, W)
+    save_images(out_path(args, "interpolations.png"), path.flatten(0, 1), nrow=args.steps)
+
+
+def cmd_manifold(args) -> None:
+    vae = ckpt.load(args.run)
+    x = explore.manifold(vae, args.grid, args.span, tuple(args.dims))
+    save_images(out_path(args, "manifold.png"), x, nrow=args.grid)
+
+
+def cmd_latents(args) -> None:
+    vae = ckpt.load(args.run)
+    _, x, y = run_inputs(args, vae)
+    mu, _ = explore.embed(vae, x[: args.num])
+    points = explore.project_2d(mu.numpy(), args.projection)
+    how = "latent space" if vae.latent_dim <= 2 else f"{args.projection.upper()} of {vae.latent_dim}-D posterior means"
+    out = out_path(args, "latents.png")
+    save_scatter(out, points, None if y is None else y[: args.num].numpy(), how)
+    print(f"wrote {out}")
+
+
+def cmd_encode(args) -> None:
+    vae = ckpt.load(args.run)
+    _, x, y = run_inputs(args, vae)
+    mu, logvar = explore.embed(vae, x)
+    out = out_path(args, "embeddings.npy")
+    if out.suffix == ".csv":
+        import csv
+        import io
+
+        d = vae.latent_dim
+        cols = [f"mu_{i}" for i in range(d)] + ([f"logvar_{i}" for i in range(d)] if args.logvar else [])
+        table = torch.cat([mu, logvar], 1) if args.logvar else mu
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(cols + (["label"] if y is not None else []))
+        for i, row in enumerate(table.tolist()):
+            w.writerow([f"{v:.6g}" for v in row] + ([int(y[i])] if y is not None else []))
+        ckpt.atomic_write(out, buf.getvalue().encode())
+    else:
+        save_array(out, mu.numpy())
+        if args.logvar:
+            save_array(out.with_name(out.stem + "_logvar.npy"), logvar.numpy())
+    print(f"wrote {out} ({len(mu)} x {vae.latent_dim})")
+
+
+def cmd_anomaly(args) -> None:
+    vae = ckpt.load(args.run)
+    cfg, x, y = run_inputs(args, vae)
+    scores = anomaly.score(vae, x, args.score, num_samples=args.num_samples)
+    if args.normal_data:
+        normal_cfg = cfg.override({"data.name": args.normal_data})
+        normal_x, _ = load_inputs(normal_cfg.data)
+    else:  # the run's validation split: held out from training, never an excluded class
+        normal_x = load_data(ckpt.load_config_of(Path(args.run)).override({"data.data_dir": args.data_dir}).data).val_x
+    threshold = anomaly.threshold_at(anomaly.score(vae, normal_x, args.score, num_samples=args.num_samples), args.fpr)
+    classes = args.anomaly_classes if args.anomaly_classes is not None else cfg.data.exclude_classes
+    is_anomaly = np.isin(y.numpy(), classes) if (y is not None and classes) else None
+    summary = {"score": args.score, "target_fpr": args.fpr, "anomaly_classes": classes,
+               **anomaly.summarize(scores, threshold, is_anomaly)}
+    out = out_path(args, "anomaly.csv")
+    rows = ["index,score,flagged" + (",label,is_anomaly" if is_anomaly is not None else "")]
+    for i, s in enumerate(scores):
+        row = f"{i},{s:.6g},{int(s > threshold)}"
+        if is_anomaly is not None:
+            row += f",{int(y[i])},{int(is_anomaly[i])}"
+        rows.append(row)
+    ckpt.atomic_write(out, ("\n".join(rows) + "\n").encode())
+    picture = save_histogram(out.with_suffix(".png"), scores, is_anomaly, threshold, args.score)
+    summary.update(scores_csv=str(out), histogram=str(picture))
+    ckpt.write_json(out.with_suffix(".json"), summary)
+    ckpt.write_json(Path(args.run) / "anomaly.json", summary)  # the report shows the latest
+    print(json.dumps(summary))
+
+
+def cmd_holdout(args) -> None:
+    """Train without some classes, then score the test split with them as the anomalies."""
+    args.exclude_classes = args.classes
+    cmd_train(args)
+    args.run, args.out, args.anomaly_classes, args.normal_data = args.out, None, None, None
+    cmd_anomaly(args)
+
+
+def cmd_report(args) -> None:
+    from .report import write_report
+
+    out = out_path(args, "report.html")
+    write_report(Path(args.run), out, data_dir=args.data_dir)
+    print(f"wrote {out}")
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
     add_data_args(p)
     p.add_argument("--out", help="run directory to create")
-    p.add_argument("--resume", metavar="RUN", help="continue the run in RUN")
     p.add_argument("--config", help="JSON config file; flags override it")
     p.add_argument("--model", choices=["mlp", "conv"])
     p.add_argument("--latent-dim", type=int)
-    p.add_argument("--hidden", type=hidden_sizes, help="layer sizes, e.g. 400 or 512,256")
+    p.add_argument("--hidden", type=int_list, help="layer sizes, e.g. 400 or 512,256")
     p.add_argument("--activation", choices=["relu", "tanh", "elu", "gelu"])
     p.add_argument("--likelihood", choices=["bernoulli", "gaussian", "gaussian-learned"])
     p.add_argument("--sigma", type=float, help="std of the fixed Gaussian likelihood")
     p.add_argument("--binarize", choices=["none", "static", "dynamic"])
     p.add_argument("--val-fraction", type=float)
+    p.add_argument("--max-train", type=int, help="use at most this many training examples")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -131,23 +272,80 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int)
     p.add_argument("--device")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_anomaly_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--score", choices=list(anomaly.SCORES), default="neg_elbo")
+    p.add_argument("--fpr", type=float, default=0.05, help="false-positive rate on normal data for the threshold")
+    p.add_argument("--num-samples", type=int, default=10, help="posterior draws per -ELBO score")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vaekit", description="Train and use variational autoencoders.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name, func, help, run=True, data=True):
+        p = sub.add_parser(name, help=help)
+        if run:
+            p.add_argument("run", help="run directory")
+            p.add_argument("--out", help="output file (default: inside the run directory)")
+        if data:
+            add_data_args(p)
+        p.add_argument("--seed", type=int, default=0)
+        p.set_defaults(func=func)
+        return p
+
+    p = sub.add_parser("train", help="train a VAE into a run directory")
+    add_train_args(p)
+    p.add_argument("--resume", metavar="RUN", help="continue the run in RUN")
+    p.add_argument("--exclude-classes", type=int_list, help="labels left out of training, e.g. 7 or 0,1")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("sample", help="draw new examples from the prior")
-    p.add_argument("run")
+    p = command("sample", cmd_sample, "draw new examples (PNG grid or .npy)", data=False)
+    p.add_argument("--data-dir", help="where the run's data lives (posterior sampler)")
     p.add_argument("--num", type=int, default=64)
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="samples.png", help=".png grid or .npy array")
-    p.set_defaults(func=cmd_sample)
+    p.add_argument("--sampler", choices=["prior", "posterior"], default="prior",
+                   help="prior: z ~ p(z); posterior: a Gaussian mixture fitted to training codes")
+    p.add_argument("--components", type=int, default=10, help="mixture components of the posterior sampler")
 
-    p = sub.add_parser("evaluate", help="test-set figures of a trained run")
-    p.add_argument("run")
-    add_data_args(p)
+    p = command("evaluate", cmd_evaluate, "test-set figures of a trained run")
     p.add_argument("--batch-size", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_evaluate)
+
+    p = command("reconstruct", cmd_reconstruct, "inputs beside their reconstructions")
+    p.add_argument("--num", type=int, default=32)
+
+    p = command("interpolate", cmd_interpolate, "walks between posterior means of input pairs")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--pairs", type=int, default=8)
+    p.add_argument("--spherical", action="store_true", help="slerp instead of a straight line")
+
+    p = command("manifold", cmd_manifold, "decoded grid over two latent axes", data=False)
+    p.add_argument("--grid", type=int, default=15)
+    p.add_argument("--span", type=float, default=4.0)
+    p.add_argument("--dims", type=int, nargs=2, default=[0, 1], metavar=("I", "J"))
+
+    p = command("latents", cmd_latents, "scatter of encoded data coloured by label")
+    p.add_argument("--projection", choices=["pca", "tsne"], default="pca")
+    p.add_argument("--num", type=int, default=5000, help="at most this many points")
+
+    p = command("encode", cmd_encode, "export posterior means (.npy or .csv)")
+    p.add_argument("--logvar", action="store_true", help="also export log-variances")
+
+    p = command("anomaly", cmd_anomaly, "anomaly scores, threshold, AUROC")
+    add_anomaly_args(p)
+    p.add_argument("--normal-data", help="normal inputs for the threshold (default: the run's validation split)")
+    p.add_argument("--anomaly-classes", type=int_list, help="labels that are anomalies (default: the run's excluded classes)")
+
+    p = sub.add_parser("holdout", help="train without some classes, score them as anomalies")
+    add_train_args(p)
+    add_anomaly_args(p)
+    p.add_argument("--classes", type=int_list, required=True, help="held-out labels, e.g. 7")
+    p.set_defaults(func=cmd_holdout, resume=None)
+
+    command("report", cmd_report, "one HTML page with everything", data=False).add_argument(
+        "--data-dir", help="where the run's data lives")
     return parser
 
 

@@ -25,6 +25,10 @@ class DataConfig:
     val_fraction: float | None = None
     test_fraction: float = 0.2  # share held out for test where the set has no test split
     split_seed: int = 0  # seed of the train/val/test split and of static binarization
+    # Labels left out of training and validation (the test split keeps them): the held-out-class
+    # anomaly experiment trains on the rest and scores these as anomalies.
+    exclude_classes: list[int] = field(default_factory=list)
+    max_train: int | None = None  # use at most this many training examples (quick experiments)
 
     def __post_init__(self):
         if self.binarize not in BINARIZE:

@@ -197,6 +197,17 @@ def load_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return to_nchw(to_unit_float(x, str(root)), str(root)), y
 
 
+def load_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Examples and optional labels of a .npy/.npz file or an image folder."""
+    if path.is_dir():
+        return load_image_folder(path)
+    if path.suffix.lower() in (".npy", ".npz"):
+        return load_array_file(path)
+    if not path.exists():
+        raise VaekitError(f"{path}: unknown data set (not digits/mnist/fashion-mnist, nor an existing file or folder)")
+    raise VaekitError(f"{path}: unsupported data file (use .npy, .npz or a folder of images)")
+
+
 # ---------------------------------------------------------------- splits
 
 
@@ -231,22 +242,20 @@ def load_data(cfg: DataConfig) -> Splits:
         x = to_unit_float(x, str(folder))
         test = (to_unit_float(test[0], str(folder)), test[1])
     else:
-        path = Path(name)
-        if path.is_dir():
-            x, y = load_image_folder(path)
-        elif path.suffix.lower() in (".npy", ".npz"):
-            x, y = load_array_file(path)
-        elif not path.exists():
-            raise VaekitError(f"{name}: unknown data set (not digits/mnist/fashion-mnist, nor an existing file or folder)")
-        else:
-            raise VaekitError(f"{path}: unsupported data file (use .npy, .npz or a folder of images)")
+        x, y = load_file(Path(name))
         test = None
     if test is None:
         keep, held = split_indices(len(x), cfg.test_fraction, cfg.split_seed)
         test = (x[held], None if y is None else y[held])
         x, y = x[keep], None if y is None else y[keep]
+    if cfg.exclude_classes:
+        if y is None:
+            raise VaekitError(f"{name}: exclude_classes needs labelled data")
+        keep = ~np.isin(y, cfg.exclude_classes)
+        x, y = x[keep], y[keep]
     val_fraction = cfg.val_fraction if cfg.val_fraction is not None else (1 / 60 if name in IDX_SETS else 0.1)
     train_i, val_i = split_indices(len(x), val_fraction, cfg.split_seed + 1)
+    train_i = train_i[: cfg.max_train]
     t = lambda a, i: None if a is None else as_tensor(a[i], torch.long)
     splits = Splits(
         as_tensor(x[train_i]), t(y, train_i), as_tensor(x[val_i]), t(y, val_i),
@@ -259,6 +268,23 @@ def load_data(cfg: DataConfig) -> Splits:
         if cfg.binarize == "static":
             splits.train_x = binarize(splits.train_x, g)
     return splits
+
+
+def is_named(name: str) -> bool:
+    return name == "digits" or name in IDX_SETS
+
+
+def load_inputs(cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Inputs to score or picture: a named set's test split, or every example of a file/folder
+    (binarized with the fixed seed when the config binarizes)."""
+    if is_named(cfg.name):
+        splits = load_data(cfg)
+        return splits.test_x, splits.test_y
+    x, y = load_file(Path(cfg.name))
+    x, y = as_tensor(x), None if y is None else as_tensor(y, torch.long)
+    if cfg.binarize != "none":
+        x = binarize(x, torch.Generator().manual_seed(cfg.split_seed))
+    return x, y
 
 
 def batch_indices(n: int, batch_size: int, generator: torch.Generator, device) -> list[torch.Tensor]:

@@ -64,13 +64,26 @@ def save_pairs(path: Path, x: torch.Tensor, x_rec: torch.Tensor, ncol: int = 8) 
     return save_grid(path, torch.cat(rows), nrow=ncol)
 
 
-def save_curves(path: Path, records: list[dict]) -> Path:
-    """Training and validation loss per epoch, plus the KL term, as a PNG."""
+def pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only, never a window
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(path: Path, fig) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    pyplot().close(fig)
+    atomic_write(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def save_curves(path: Path, records: list[dict]) -> Path:
+    """Training and validation loss per epoch, plus the KL term, as a PNG."""
+    plt = pyplot()
     epochs = [r["epoch"] for r in records]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
     ax1.plot(epochs, [r["train_loss"] for r in records], "o-", label="train loss")
@@ -85,8 +98,37 @@ def save_curves(path: Path, records: list[dict]) -> Path:
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write(Path(path), buf.getvalue())
-    return Path(path)
+    return save_figure(path, fig)
+
+
+def save_scatter(path: Path, points: np.ndarray, labels: np.ndarray | None, title: str) -> Path:
+    """(N, 2) points, coloured by integer label when there are labels."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.6)
+    else:
+        sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4, alpha=0.7,
+                        vmin=-0.5, vmax=9.5 if labels.max() < 10 else labels.max() + 0.5)
+        fig.colorbar(sc, ax=ax, label="label", ticks=np.unique(labels)[:20])
+    ax.set_title(title)
+    fig.tight_layout()
+    return save_figure(path, fig)
+
+
+def save_histogram(path: Path, scores: np.ndarray, is_anomaly: np.ndarray | None, threshold: float,
+                   label: str) -> Path:
+    """Score distributions of normal and anomalous inputs, with the threshold."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bins = np.histogram_bin_edges(scores, bins=60)
+    if is_anomaly is None:
+        ax.hist(scores, bins=bins, alpha=0.7, label="inputs")
+    else:
+        ax.hist(scores[~is_anomaly], bins=bins, alpha=0.6, density=True, label="normal")
+        ax.hist(scores[is_anomaly], bins=bins, alpha=0.6, density=True, label="anomalous")
+    ax.axvline(threshold, color="k", linestyle="--", label="threshold")
+    ax.set_xlabel(label)
+    ax.legend()
+    fig.tight_layout()
+    return save_figure(path, fig)
