@@ -121,7 +121,7 @@ def test_truncated_npy_is_refused(tmp_path, digits):
     np.save(tmp_path / "t.npy", digits.train_x.numpy())
     raw = (tmp_path / "t.npy").read_bytes()
     (tmp_path / "t.npy").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(VaekitError, match="t.npy: not a readable"):
+    with pytest.raises(VaekitError, match="t.npy: truncated"):
         load_data(DataConfig(name=str(tmp_path / "t.npy")))
 
 

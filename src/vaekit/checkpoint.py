@@ -6,13 +6,21 @@ safetensors, everything else to JSON, and every file is written atomically.
     RUN/checkpoint.safetensors   weights + optimizer state + RNG states + progress, for --resume
     RUN/metrics.jsonl            one JSON record per epoch
     RUN/*.png, RUN/samples/      pictures
+    RUN/.lock                    held (flock) by the process training the run
+
+Each safetensors file records the SHA-256 of its tensor bytes in its JSON header; a file whose
+bytes do not match is refused.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .config import Config
+from .config import Config, build
 from .errors import VaekitError
 
 FORMAT = "vaekit-run-1"
@@ -32,10 +40,14 @@ class TrainState:
     """Where training stands; saved with every checkpoint."""
 
     epoch: int = 0  # completed epochs
-    step: int = 0  # completed optimizer steps
-    best_val: float = float("inf")
+    step: int = 0  # completed steps (including skipped ones)
+    epoch_step: int = 0  # steps done in the current, unfinished epoch
+    best_val: float | None = None  # best validation -ELBO so far
     best_epoch: int = 0
     stopped_early: bool = False
+    skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient
+    rollbacks: int = 0
+    lr_scale: float = 1.0  # halved at each rollback
 
 
 # ---------------------------------------------------------------- atomic files
@@ -44,13 +56,20 @@ class TrainState:
 def atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise VaekitError(f"{path}: cannot write ({e.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        kept = "; the previous version is intact" if path.exists() else ""
+        raise VaekitError(f"{path}: cannot write ({e.strerror or e}){kept}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -69,18 +88,66 @@ def read_json(path: Path):
         raise VaekitError(f"{path}: not valid JSON ({e})") from None
 
 
+def dump_safetensors(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> bytes:
+    """safetensors bytes whose header records the SHA-256 of the tensor bytes."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    plain = st_save(tensors, meta)
+    body = plain[8 + int.from_bytes(plain[:8], "little"):]  # the layout does not depend on metadata
+    return st_save(tensors, {**meta, "sha256": hashlib.sha256(body).hexdigest()})
+
+
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a vaekit safetensors file, after checking its integrity hash."""
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise VaekitError(f"{path}: file not found") from None
+    except OSError as e:
+        raise VaekitError(f"{path}: cannot read ({e.strerror})") from None
     try:
-        tensors = st_load(raw)
         n = int.from_bytes(raw[:8], "little")
+        if len(raw) < 8 or n > len(raw) - 8:
+            raise ValueError(f"header length {n} exceeds the file's {len(raw)} bytes")
         meta = json.loads(raw[8 : 8 + n]).get("__metadata__", {}) or {}
-    except (SafetensorError, ValueError, UnicodeDecodeError) as e:
+        tensors = st_load(raw)
+    except (SafetensorError, ValueError, UnicodeDecodeError, AttributeError) as e:
         raise VaekitError(f"{path}: not a valid safetensors file ({e})") from None
+    if meta.get("sha256") != hashlib.sha256(raw[8 + n:]).hexdigest():
+        raise VaekitError(f"{path}: integrity check failed (weights do not match the recorded SHA-256)")
     return tensors, meta
+
+
+@contextmanager
+def lock_run(run_dir: Path, create: bool, active: bool = True):
+    """Hold RUN/.lock for the life of a training process; a second process is refused.
+    The kernel drops the lock when the process dies, even by SIGKILL."""
+    if not active:
+        yield
+        return
+    run_dir = Path(run_dir)
+    if create:
+        if run_dir.exists() and not run_dir.is_dir():
+            raise VaekitError(f"{run_dir}: exists and is not a directory")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise VaekitError(f"{run_dir}: cannot create run directory ({e.strerror})") from None
+    elif not run_dir.is_dir():
+        raise VaekitError(f"{run_dir}: run directory not found")
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise VaekitError(f"{run_dir}: in use by another vaekit process (pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 # ---------------------------------------------------------------- run directory
@@ -90,8 +157,6 @@ def create_run(run_dir: Path, cfg: Config) -> None:
     run_dir = Path(run_dir)
     if (run_dir / "config.json").exists():
         raise VaekitError(f"{run_dir}: already holds a run; use --resume {run_dir} or another --out")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise VaekitError(f"{run_dir}: exists and is not a directory")
     try:
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -113,12 +178,15 @@ def weights_of(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def save_model(run_dir: Path, vae, epoch: int, name: str = "model.safetensors") -> None:
     meta = {"format": FORMAT, "x_shape": json.dumps(list(vae.x_shape)), "epoch": str(epoch)}
-    atomic_write(Path(run_dir) / name, st_save({k: v.cpu() for k, v in weights_of(vae).items()}, meta))
+    atomic_write(Path(run_dir) / name, dump_safetensors(weights_of(vae), meta))
 
 
-def save_checkpoint(run_dir: Path, vae, optimizer, generator: torch.Generator, state: TrainState) -> None:
-    """Everything --resume needs, in one file, so a crash never leaves a mixed checkpoint."""
+def save_checkpoint(run_dir: Path, vae, optimizer, generator: torch.Generator, state: TrainState,
+                    extra: dict[str, torch.Tensor] | None = None) -> None:
+    """Everything --resume needs, in one file, so a crash never leaves a mixed checkpoint.
+    `extra` holds the mid-epoch tensors (the epoch's starting RNG state, partial sums)."""
     tensors = {f"model.{k}": v for k, v in weights_of(vae).items()}
+    tensors.update({f"extra.{k}": v for k, v in (extra or {}).items()})
     opt = optimizer.state_dict()
     for i, per_param in opt["state"].items():
         for k, v in per_param.items():
@@ -133,7 +201,7 @@ def save_checkpoint(run_dir: Path, vae, optimizer, generator: torch.Generator, s
         "param_groups": json.dumps(opt["param_groups"]),
         "x_shape": json.dumps(list(vae.x_shape)),
     }
-    atomic_write(Path(run_dir) / "checkpoint.safetensors", st_save({k: v.cpu() for k, v in tensors.items()}, meta))
+    atomic_write(Path(run_dir) / "checkpoint.safetensors", dump_safetensors(tensors, meta))
 
 
 def load_weights(vae, tensors: dict[str, torch.Tensor], source: Path) -> None:
@@ -145,12 +213,15 @@ def load_weights(vae, tensors: dict[str, torch.Tensor], source: Path) -> None:
         raise VaekitError(f"{source}: weights do not match config.json ({detail})") from None
 
 
-def load_checkpoint(run_dir: Path, vae, optimizer, generator: torch.Generator) -> TrainState:
+def load_checkpoint(run_dir: Path, vae, optimizer, generator: torch.Generator) -> tuple[TrainState, dict]:
+    """Restore weights, optimizer and RNG states; returns the progress and the mid-epoch extras."""
     path = Path(run_dir) / "checkpoint.safetensors"
     tensors, meta = read_safetensors(path)
     try:
-        state = TrainState(**json.loads(meta["state"]))
+        state = build(TrainState, json.loads(meta["state"]), f"{path}: training state")
         groups = json.loads(meta["param_groups"])
+        if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+            raise TypeError("param_groups is not a list of objects")
     except (KeyError, TypeError, json.JSONDecodeError) as e:
         raise VaekitError(f"{path}: missing or bad training state ({e})") from None
     load_weights(vae, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
@@ -158,6 +229,8 @@ def load_checkpoint(run_dir: Path, vae, optimizer, generator: torch.Generator) -
     for k, v in tensors.items():
         if k.startswith("optim."):
             _, i, name = k.split(".", 2)
+            if not i.isdigit():
+                raise VaekitError(f"{path}: bad optimizer entry {k!r}")
             per_param.setdefault(int(i), {})[name] = v
     try:
         optimizer.load_state_dict({"state": per_param, "param_groups": groups})
@@ -165,9 +238,25 @@ def load_checkpoint(run_dir: Path, vae, optimizer, generator: torch.Generator) -
         generator.set_state(tensors["rng.data"])
         if "rng.cuda" in tensors and torch.cuda.is_available():
             torch.cuda.set_rng_state(tensors["rng.cuda"])
-    except (KeyError, ValueError, RuntimeError) as e:
+    except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as e:
         raise VaekitError(f"{path}: optimizer or RNG state does not fit this run ({e})") from None
-    return state
+    extra = {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}
+    if state.epoch_step and not {"rng.epoch_start", "partial.sums"} <= extra.keys():
+        raise VaekitError(f"{path}: mid-epoch checkpoint lacks its epoch state")
+    return state, extra
+
+
+def shape_of(meta: dict, path: Path) -> tuple[int, int, int]:
+    """The (C, H, W) recorded with the weights, checked before anything is allocated for it."""
+    try:
+        shape = json.loads(meta["x_shape"])
+    except (KeyError, json.JSONDecodeError) as e:
+        raise VaekitError(f"{path}: metadata lacks the data shape ({e})") from None
+    if (not isinstance(shape, list) or len(shape) != 3
+            or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 65536 for s in shape)
+            or shape[0] * shape[1] * shape[2] > 2**24):
+        raise VaekitError(f"{path}: bad data shape {str(shape)[:40]} in metadata")
+    return tuple(shape)
 
 
 def load(run_dir: str | Path, device: str | torch.device = "cpu"):
@@ -178,10 +267,7 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu"):
     cfg = load_config_of(run_dir)
     path = run_dir / "model.safetensors"
     tensors, meta = read_safetensors(path)
-    try:
-        x_shape = tuple(json.loads(meta["x_shape"]))
-    except (KeyError, json.JSONDecodeError) as e:
-        raise VaekitError(f"{path}: metadata lacks the data shape ({e})") from None
+    x_shape = shape_of(meta, path)
     vae = VAE(cfg.model, x_shape)
     load_weights(vae, tensors, path)
     return vae.to(device).eval()

@@ -20,6 +20,7 @@ from .data import load_data, load_inputs
 from .errors import VaekitError
 from .metrics import evaluate_elbo
 from .plotting import save_grid, save_histogram, save_pairs, save_scatter
+from .train import TrainingStopped
 
 
 def int_list(text: str) -> list[int]:
@@ -48,6 +49,7 @@ TRAIN_FLAGS = {
     "lr_schedule": "train.lr_schedule", "beta": "train.beta", "kl_warmup": "train.kl_warmup_epochs",
     "grad_clip": "train.grad_clip", "patience": "train.patience", "seed": "train.seed",
     "precision": "train.precision", "threads": "train.threads", "device": "train.device",
+    "checkpoint_every": "train.checkpoint_every", "checkpoint_minutes": "train.checkpoint_minutes",
 }
 
 
@@ -59,7 +61,8 @@ def cmd_train(args) -> None:
         cfg = ckpt.load_config_of(run_dir)
         # Only the length of a run and where its data lives may change on resume.
         cfg = cfg.override({"train.epochs": args.epochs, "data.data_dir": args.data_dir,
-                            "train.threads": args.threads})
+                            "train.threads": args.threads, "train.checkpoint_every": args.checkpoint_every,
+                            "train.checkpoint_minutes": args.checkpoint_minutes})
         ckpt.write_json(run_dir / "config.json", cfg.to_dict())
     else:
         if not args.out:
@@ -271,6 +274,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"])
     p.add_argument("--threads", type=int)
     p.add_argument("--device")
+    p.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
+    p.add_argument("--checkpoint-minutes", type=float, help="also checkpoint every M minutes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -356,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     except VaekitError as e:
         print(f"vaekit: error: {e}", file=sys.stderr)
         return 2
+    except TrainingStopped as e:
+        print(f"vaekit: {e}", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)
         return 130

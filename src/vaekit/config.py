@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import VaekitError
 
 BINARIZE = ("none", "static", "dynamic")
+MAX_WIDTH = 65536  # no layer or latent space wider than this: a config cannot ask for terabytes
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -51,10 +53,10 @@ class ModelConfig:
     prior: str = "normal"
 
     def __post_init__(self):
-        if self.latent_dim < 1:
-            raise VaekitError(f"latent_dim must be >= 1, got {self.latent_dim}")
-        if not self.hidden or any(h < 1 for h in self.hidden):
-            raise VaekitError(f"hidden sizes must be positive integers, got {self.hidden}")
+        if not 1 <= self.latent_dim <= MAX_WIDTH:
+            raise VaekitError(f"latent_dim must be in [1, {MAX_WIDTH}], got {self.latent_dim}")
+        if not self.hidden or any(not 1 <= h <= MAX_WIDTH for h in self.hidden):
+            raise VaekitError(f"hidden sizes must be integers in [1, {MAX_WIDTH}], got {self.hidden}")
         if self.sigma <= 0:
             raise VaekitError(f"sigma must be > 0, got {self.sigma}")
 
@@ -77,6 +79,8 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     device: str = "cpu"
     num_samples: int = 64  # prior samples pictured each epoch
+    checkpoint_every: int = 0  # also checkpoint every N steps mid-epoch (0: at epoch ends only)
+    checkpoint_minutes: float = 0.0  # also checkpoint when this many minutes have passed (0: off)
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
@@ -105,16 +109,8 @@ class Config:
         unknown = set(d) - {"data", "model", "train"}
         if unknown:
             raise VaekitError(f"{source}: unknown section(s) {sorted(unknown)}")
-        parts = {}
-        for name, kind in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
-            section = d.get(name, {})
-            names = {f.name for f in dataclasses.fields(kind)}
-            if not isinstance(section, dict) or set(section) - names:
-                raise VaekitError(f"{source}: unknown key(s) in '{name}': {sorted(set(section) - names)}")
-            try:
-                parts[name] = kind(**section)
-            except TypeError as e:
-                raise VaekitError(f"{source}: bad '{name}' section: {e}") from None
+        parts = {name: build(kind, d.get(name, {}), f"{source}: '{name}'")
+                 for name, kind in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig))}
         return cls(**parts)
 
     def override(self, dotted: dict) -> "Config":
@@ -139,3 +135,38 @@ def load_config(path: str | Path) -> Config:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise VaekitError(f"{path}: not valid JSON ({e})") from None
     return Config.from_dict(d, source=str(path))
+
+
+def type_ok(value, annotation: str) -> bool:
+    """Does a JSON value fit a field annotated `annotation` (int, float, str, bool, list[int], X | None)?"""
+    for option in (a.strip() for a in annotation.split("|")):
+        if option == "None" and value is None:
+            return True
+        if option == "bool" and isinstance(value, bool):
+            return True
+        if isinstance(value, bool):
+            continue
+        if option == "int" and isinstance(value, int):
+            return True
+        if option == "float" and isinstance(value, (int, float)) and math.isfinite(value):
+            return True
+        if option == "str" and isinstance(value, str):
+            return True
+        if option == "list[int]" and isinstance(value, list) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return True
+    return False
+
+
+def build(kind, values, source: str):
+    """Construct dataclass `kind` from untrusted JSON values, checking names and types first."""
+    if not isinstance(values, dict):
+        raise VaekitError(f"{source}: expected a JSON object")
+    fields = {f.name: f.type for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise VaekitError(f"{source}: unknown key(s) {unknown}")
+    for key, value in values.items():
+        if not type_ok(value, fields[key]):
+            raise VaekitError(f"{source}: {key} must be {fields[key]}, got {json.dumps(value)[:40]}")
+    return kind(**values)

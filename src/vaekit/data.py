@@ -8,7 +8,10 @@ problem. Batches are drawn by index permutation over tensors kept on the device.
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +72,7 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) < header:
         raise VaekitError(f"{path}: truncated IDX header")
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    expected = header + int(np.prod(dims, dtype=np.int64))
+    expected = header + math.prod(dims)  # Python ints: a forged header cannot overflow
     if len(raw) != expected:
         what = "truncated" if len(raw) < expected else "has trailing bytes"
         raise VaekitError(f"{path}: {what}: header declares {dims} ({expected} bytes), file has {len(raw)}")
@@ -143,7 +146,74 @@ def to_nchw(x: np.ndarray, source: str) -> np.ndarray:
     raise VaekitError(f"{source}: expected (N, D), (N, H, W) or (N, C, H, W) arrays, got shape {x.shape}")
 
 
+def check_npy_header(f, size: int, source: str) -> None:
+    """Compare the array size an .npy header declares with the bytes really there, before numpy
+    allocates anything for it."""
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f, max_header_size=10_000)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=10_000)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except Exception as e:  # numpy's header parser fails in many ways (ValueError, TokenError, ...)
+        raise VaekitError(f"{source}: not a readable .npy array ({type(e).__name__})") from None
+    if dtype.hasobject:
+        raise VaekitError(f"{source}: object arrays are refused (they would need pickle)")
+    if math.prod(shape) * dtype.itemsize > size - f.tell():
+        raise VaekitError(f"{source}: truncated: header declares {shape} {dtype}, file is {size} bytes")
+
+
+def check_array_file(path: Path) -> None:
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) == b"PK\x03\x04":
+                with zipfile.ZipFile(path) as z:
+                    for info in z.infolist():
+                        with z.open(info) as member:
+                            check_npy_header(member, info.file_size, f"{path}[{info.filename}]")
+            else:
+                f.seek(0)
+                check_npy_header(f, path.stat().st_size, str(path))
+    except FileNotFoundError:
+        raise VaekitError(f"{path}: file not found") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError, ValueError) as e:
+        raise VaekitError(f"{path}: not a readable .npz archive ({e})") from None
+
+
+def load_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """A numeric table with a header row; a column named `label` becomes the labels."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise VaekitError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise VaekitError(f"{path}: not a readable text file ({e})") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) < 2:
+        raise VaekitError(f"{path}: expected a header row and at least one data row")
+    names = [n.strip() for n in lines[0].split(",")]
+    try:
+        table = np.loadtxt(io.StringIO("\n".join(lines[1:])), delimiter=",", dtype=np.float64, ndmin=2)
+    except ValueError as e:
+        raise VaekitError(f"{path}: not a numeric table ({str(e).splitlines()[0]})") from None
+    if table.shape[1] != len(names):
+        raise VaekitError(f"{path}: {table.shape[1]} values a row but {len(names)} column names")
+    y = None
+    if "label" in names:
+        col = names.index("label")
+        y = table[:, col]
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise VaekitError(f"{path}: the label column must hold integers")
+        y, table = y.astype(np.int64), np.delete(table, col, axis=1)
+    if table.shape[1] == 0:
+        raise VaekitError(f"{path}: no feature columns")
+    return to_nchw(to_unit_float(table, str(path)), str(path)), y
+
+
 def load_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    check_array_file(path)
     try:
         loaded = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -186,7 +256,7 @@ def load_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray | None]:
             with Image.open(p) as im:
                 im.load()
                 images.append(im.copy())
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
             raise VaekitError(f"{p}: unreadable image ({e})") from None
         modes.add("L" if images[-1].mode in ("1", "L", "LA", "I;16", "I") else "RGB")
         if images[-1].size != images[0].size:
@@ -203,9 +273,11 @@ def load_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         return load_image_folder(path)
     if path.suffix.lower() in (".npy", ".npz"):
         return load_array_file(path)
+    if path.suffix.lower() == ".csv":
+        return load_csv(path)
     if not path.exists():
         raise VaekitError(f"{path}: unknown data set (not digits/mnist/fashion-mnist, nor an existing file or folder)")
-    raise VaekitError(f"{path}: unsupported data file (use .npy, .npz or a folder of images)")
+    raise VaekitError(f"{path}: unsupported data file (use .npy, .npz, .csv or a folder of images)")
 
 
 # ---------------------------------------------------------------- splits

@@ -2,19 +2,30 @@
 
 One explicit loop, no framework. Data lives as tensors on the device and batches are drawn by
 index permutation; the RNG streams (model noise, data order) are explicit and checkpointed, so a
-resumed run ends bit-identical to an uninterrupted one on the same machine.
+resumed run ends bit-identical to an uninterrupted one on the same machine, whether it stopped at
+an epoch boundary, on SIGINT/SIGTERM mid-epoch, or was killed after a step checkpoint.
+
+Faults: a step with a non-finite gradient is skipped and counted; after MAX_BAD_STEPS in a row the
+run rolls back to its last checkpoint with half the learning rate, at most MAX_ROLLBACKS times.
+Under torchrun every rank draws its share of each global batch (see distributed.py).
 """
 
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
+from . import distributed
 from .config import Config
 from .data import Splits, batch_indices, binarize, load_data
 from .errors import VaekitError
@@ -25,6 +36,49 @@ from .schedules import kl_weight, learning_rate
 from .vae import VAE
 
 LOG_EVERY = 25  # steps between progress-bar updates (each one syncs with the device)
+MAX_BAD_STEPS = 10  # consecutive non-finite steps before rolling back
+MAX_ROLLBACKS = 3
+
+
+class TrainingStopped(Exception):
+    """SIGINT or SIGTERM arrived; a checkpoint was written and the run can be resumed."""
+
+    def __init__(self, signum: int, run_dir: Path, state: ckpt.TrainState):
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name} at epoch {state.epoch + 1}, step {state.step}; "
+                         f"checkpoint saved. Resume with: vaekit train --resume {run_dir}")
+
+
+class Rollback(Exception):
+    pass
+
+
+class Objective(nn.Module):
+    """The objective as a module, so DistributedDataParallel sees one forward per step."""
+
+    def __init__(self, vae: VAE, objective):
+        super().__init__()
+        self.vae, self.objective = vae, objective
+
+    def forward(self, x, beta: float):
+        return self.objective(self.vae, x, beta)
+
+
+@dataclass
+class Run:
+    """Everything the loop touches, built once by `train`."""
+
+    cfg: Config
+    run_dir: Path
+    vae: VAE
+    model: nn.Module  # Objective, wrapped in DDP under torchrun
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # data order and dynamic binarization
+    data: Splits
+    device: torch.device
+    precision: str
+    dist: distributed.Dist
+    fixed_z: torch.Tensor  # prior draws pictured after every epoch
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -48,6 +102,27 @@ def check_data(data: Splits, vae: VAE) -> None:
         raise VaekitError(f"likelihood {vae.cfg.likelihood!r} needs data in [0, 1]; use --likelihood gaussian")
 
 
+@contextmanager
+def stop_signals():
+    """SIGINT / SIGTERM only raise a flag: the loop finishes its step, checkpoints and stops."""
+    flag = {"signum": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum, frame):
+        flag["signum"] = signum
+
+    for s in old:
+        signal.signal(s, handler)
+    try:
+        yield flag
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits | None = None,
           progress: bool = True) -> VAE:
     """Train a VAE as `cfg` says, writing the run directory; returns the trained model."""
@@ -56,93 +131,178 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
     if tc.threads:
         torch.set_num_threads(tc.threads)
     device = torch.device(tc.device)
-    precision = resolve_precision(tc.precision, device)
+    dist = distributed.init(device.type)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
     data = (data if data is not None else load_data(cfg.data)).to(device)
 
     torch.manual_seed(tc.seed)
     vae = VAE(cfg.model, data.shape).to(device)
     check_data(data, vae)
-    optimizer = make_optimizer(vae, tc)
-    generator = torch.Generator(device).manual_seed(tc.seed)
-    if resume:
-        state = ckpt.load_checkpoint(run_dir, vae, optimizer, generator)
-        records = [r for r in ckpt.read_metrics(run_dir) if r["epoch"] <= state.epoch]
-    else:
-        ckpt.create_run(run_dir, cfg)
-        state, records = ckpt.TrainState(), []
+    model = Objective(vae, elbo)
+    if dist.enabled:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    torch.manual_seed(tc.seed + dist.rank)  # each rank draws its own posterior noise
+    fixed_z = torch.randn(tc.num_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(tc.seed))
+    run = Run(cfg, run_dir, vae, model, make_optimizer(vae, tc), torch.Generator(device).manual_seed(tc.seed),
+              data, device, resolve_precision(tc.precision, device), dist, fixed_z.to(device))
 
-    n = len(data.train_x)
+    with ckpt.lock_run(run_dir, create=not resume, active=dist.is_main):
+        if resume:
+            state, extra = ckpt.load_checkpoint(run_dir, vae, run.optimizer, run.generator)
+            if dist.rank:
+                torch.manual_seed(tc.seed + dist.rank + 7919 * state.step)
+            records = [r for r in ckpt.read_metrics(run_dir) if r["epoch"] <= state.epoch]
+        else:
+            if dist.is_main:
+                ckpt.create_run(run_dir, cfg)
+            state, extra, records = ckpt.TrainState(), {}, []
+            if dist.is_main:  # a step-0 checkpoint: something to roll back to, and to resume from
+                ckpt.save_checkpoint(run_dir, vae, run.optimizer, run.generator, state)
+        distributed.barrier(dist)
+        fit(run, state, extra, records, progress and dist.is_main)
+    return vae
+
+
+def fit(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict], progress: bool) -> None:
+    """Train to the configured number of epochs, rolling back when steps keep failing."""
+    tc = run.cfg.train
+    steps_per_epoch = math.ceil(len(run.data.train_x) / tc.batch_size)
+    bar = tqdm(total=tc.epochs * steps_per_epoch, initial=state.step, unit="step", disable=not progress,
+               dynamic_ncols=True, desc=f"training {run.run_dir.name}")
+    with stop_signals() as stop:
+        while True:
+            try:
+                run_epochs(run, state, extra, records, stop, bar)
+                break
+            except Rollback:
+                rollbacks, skipped, scale = state.rollbacks + 1, state.skipped_steps, state.lr_scale / 2
+                if rollbacks > MAX_ROLLBACKS:
+                    raise VaekitError(f"training diverged: {MAX_BAD_STEPS} non-finite steps in a row even after "
+                                      f"{MAX_ROLLBACKS} rollbacks (lr x{scale * 2:g}); lower --lr or check the data") from None
+                distributed.barrier(run.dist)
+                state, extra = ckpt.load_checkpoint(run.run_dir, run.vae, run.optimizer, run.generator)
+                state.rollbacks, state.skipped_steps, state.lr_scale = rollbacks, skipped, scale
+                records[:] = [r for r in records if r["epoch"] <= state.epoch]
+                bar.n = state.step
+                bar.write(f"vaekit: {MAX_BAD_STEPS} non-finite steps in a row; rolled back to step {state.step} "
+                          f"with learning rate x{scale:g} (rollback {rollbacks} of {MAX_ROLLBACKS})")
+    bar.close()
+    finish(run, state, records)
+
+
+def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict], stop: dict, bar) -> None:
+    cfg, tc, device, dist = run.cfg, run.cfg.train, run.device, run.dist
+    n = len(run.data.train_x)
     steps_per_epoch = math.ceil(n / tc.batch_size)
     total_steps = tc.epochs * steps_per_epoch
     kl_warmup_steps = round(tc.kl_warmup_epochs * steps_per_epoch)
-    fixed_z = torch.randn(tc.num_samples, cfg.model.latent_dim,
-                          generator=torch.Generator().manual_seed(tc.seed)).to(device)
-    bar = tqdm(total=total_steps, initial=state.step, unit="step", disable=not progress,
-               dynamic_ncols=True, desc=f"training {run_dir.name}")
+    params = [p for p in run.vae.parameters()]
+    last_save = time.monotonic()
 
-    vae.train()
+    run.model.train()
     for epoch in range(state.epoch, tc.epochs):
         if state.stopped_early:
             break
-        sums = torch.zeros(3, device=device)
-        start = time.perf_counter()
-        for i, idx in enumerate(batch_indices(n, tc.batch_size, generator, device)):
-            x = data.train_x[idx]  # (B, C, H, W)
+        # The epoch's order comes from the generator state at its start, kept for mid-epoch resumes.
+        if state.epoch_step:
+            epoch_rng, sums = extra["rng.epoch_start"], extra["partial.sums"].to(device)
+        else:
+            epoch_rng, sums = run.generator.get_state(), torch.zeros(4, dtype=torch.float64, device=device)
+        now_rng = run.generator.get_state()
+        run.generator.set_state(epoch_rng)
+        batches = batch_indices(n, tc.batch_size, run.generator, device)
+        if state.epoch_step:
+            run.generator.set_state(now_rng)
+        start, bad = time.perf_counter(), 0
+        for idx in batches[state.epoch_step:]:
+            x = run.data.train_x[distributed.shard(idx, dist)]  # (B, C, H, W)
             if cfg.data.binarize == "dynamic":
-                x = binarize(x, generator)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(state.step, total_steps, tc.lr, tc.lr_schedule, tc.warmup_steps)
-            with autocast(device, precision):
-                terms = elbo(vae, x, kl_weight(state.step, tc.beta, kl_warmup_steps))
-            loss = terms.loss.mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(vae.parameters(), tc.grad_clip)
-            optimizer.step()
-            sums += torch.stack([terms.loss.sum(), terms.recon.sum(), terms.kl.sum()]).detach()
-            state.step += 1
-            if (i + 1) % LOG_EVERY == 0:
-                seen = (i + 1) * tc.batch_size
-                bar.set_postfix(epoch=epoch + 1, loss=f"{sums[0].item() / seen:.2f}",
-                                samples_s=f"{seen / (time.perf_counter() - start):,.0f}")
-                bar.update(LOG_EVERY)
+                x = binarize(x, run.generator)
+            lr = learning_rate(state.step, total_steps, tc.lr, tc.lr_schedule, tc.warmup_steps) * state.lr_scale
+            for group in run.optimizer.param_groups:
+                group["lr"] = lr
+            with autocast(device, run.precision):
+                terms = run.model(x, kl_weight(state.step, tc.beta, kl_warmup_steps))
+            run.optimizer.zero_grad(set_to_none=True)
+            terms.loss.mean().backward()
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+            if not torch.isfinite(norm):  # NaN/Inf loss or gradient: skip this step
+                state.skipped_steps, bad = state.skipped_steps + 1, bad + 1
+                if bad >= MAX_BAD_STEPS:
+                    raise Rollback()
+            else:
+                bad = 0
+                if tc.grad_clip > 0:
+                    torch.nn.utils.clip_grads_with_norm_(params, tc.grad_clip, norm)
+                run.optimizer.step()
+                sums += torch.stack([terms.loss.sum(), terms.recon.sum(), terms.kl.sum(),
+                                     terms.loss.new_tensor(len(x))]).detach().double()
+            state.step, state.epoch_step = state.step + 1, state.epoch_step + 1
+            if state.epoch_step % LOG_EVERY == 0:
+                bar.set_postfix(epoch=epoch + 1, loss=f"{(sums[0] / sums[3].clamp(min=1)).item():.2f}",
+                                samples_s=f"{sums[3].item() * dist.world_size / (time.perf_counter() - start):,.0f}")
+                bar.update(state.step - bar.n)
+            stopping = distributed.any_rank(stop["signum"] is not None, dist, device)
+            due = (tc.checkpoint_every and state.step % tc.checkpoint_every == 0) or (
+                tc.checkpoint_minutes and time.monotonic() - last_save > 60 * tc.checkpoint_minutes)
+            if (due or stopping) and state.epoch_step < len(batches) and dist.is_main:
+                ckpt.save_checkpoint(run.run_dir, run.vae, run.optimizer, run.generator, state,
+                                     {"rng.epoch_start": epoch_rng, "partial.sums": sums})
+                last_save = time.monotonic()
+            if stopping and state.epoch_step < len(batches):
+                bar.close()
+                raise TrainingStopped(stop["signum"] or signal.SIGTERM, run.run_dir, state)
         bar.update(state.step - bar.n)
-        seconds = time.perf_counter() - start
+        end_epoch(run, state, records, distributed.all_sum(sums, dist), time.perf_counter() - start)
+        last_save = time.monotonic()
+        if stop["signum"] is not None and state.epoch < tc.epochs:
+            raise TrainingStopped(stop["signum"], run.run_dir, state)
 
-        train_loss, train_recon, train_kl = (sums / n).tolist()
-        if not math.isfinite(train_loss):
-            raise VaekitError(f"training diverged at epoch {epoch + 1} (loss is {train_loss}); try a lower --lr")
-        val = evaluate_elbo(vae, data.val_x, precision=precision) if len(data.val_x) else None
-        val_loss = val["neg_elbo"] if val else train_loss
-        state.epoch = epoch + 1
-        if val_loss < state.best_val:
-            state.best_val, state.best_epoch = val_loss, state.epoch
-            if tc.patience:
-                ckpt.save_model(run_dir, vae, state.epoch, name="best.safetensors")
-        elif tc.patience and state.epoch - state.best_epoch >= tc.patience:
-            state.stopped_early = True
-        records.append({
-            "epoch": state.epoch, "step": state.step, "train_loss": train_loss,
-            "train_recon": train_recon, "train_kl": train_kl, "val_neg_elbo": val_loss,
-            "val_recon": val["recon"] if val else None, "val_kl": val["kl"] if val else None,
-            "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "samples_per_s": n / seconds,
-        })
-        # Metrics first, then the checkpoint: a crash in between only repeats an epoch on resume.
-        ckpt.write_metrics(run_dir, records)
-        ckpt.save_checkpoint(run_dir, vae, optimizer, generator, state)
-        ckpt.save_model(run_dir, vae, state.epoch)
-        vae.eval()
-        save_grid(run_dir / "samples" / f"epoch_{state.epoch:03d}.png", vae.decode(fixed_z).mean.detach())
-        vae.train()
-    bar.close()
 
-    if state.stopped_early and (run_dir / "best.safetensors").exists():
-        ckpt.load_weights(vae, ckpt.read_safetensors(run_dir / "best.safetensors")[0], run_dir / "best.safetensors")
-        ckpt.save_model(run_dir, vae, state.best_epoch)
-    vae.eval()
-    write_pictures(run_dir, vae, data, records, tc.num_samples)
-    return vae
+def end_epoch(run: Run, state: ckpt.TrainState, records: list[dict], sums: torch.Tensor, seconds: float) -> None:
+    """Validate, log, decide on early stopping, and checkpoint a completed epoch."""
+    tc = run.cfg.train
+    count = max(sums[3].item(), 1.0)
+    train_loss, train_recon, train_kl = (sums[:3] / count).tolist()
+    val = evaluate_elbo(run.vae, run.data.val_x, precision=run.precision) if len(run.data.val_x) else None
+    val_loss = val["neg_elbo"] if val else train_loss
+    state.epoch, state.epoch_step = state.epoch + 1, 0
+    if state.best_val is None or val_loss < state.best_val:
+        state.best_val, state.best_epoch = val_loss, state.epoch
+        if tc.patience and run.dist.is_main:
+            ckpt.save_model(run.run_dir, run.vae, state.epoch, name="best.safetensors")
+    elif tc.patience and state.epoch - state.best_epoch >= tc.patience:
+        state.stopped_early = True
+    records.append({
+        "epoch": state.epoch, "step": state.step, "train_loss": train_loss, "train_recon": train_recon,
+        "train_kl": train_kl, "val_neg_elbo": val_loss, "val_recon": val["recon"] if val else None,
+        "val_kl": val["kl"] if val else None, "lr": run.optimizer.param_groups[0]["lr"],
+        "skipped_steps": state.skipped_steps, "rollbacks": state.rollbacks,
+        "seconds": seconds, "samples_per_s": count / seconds,
+    })
+    if not run.dist.is_main:
+        return
+    # Metrics first, then the checkpoint: a crash in between only repeats an epoch on resume.
+    ckpt.write_metrics(run.run_dir, records)
+    ckpt.save_checkpoint(run.run_dir, run.vae, run.optimizer, run.generator, state)
+    ckpt.save_model(run.run_dir, run.vae, state.epoch)
+    run.vae.eval()
+    with torch.no_grad():
+        save_grid(run.run_dir / "samples" / f"epoch_{state.epoch:03d}.png", run.vae.decode(run.fixed_z).mean)
+    run.vae.train()
+
+
+def finish(run: Run, state: ckpt.TrainState, records: list[dict]) -> None:
+    """Keep the best epoch's weights after early stopping; draw the final pictures."""
+    best = run.run_dir / "best.safetensors"
+    if state.stopped_early and best.exists():
+        ckpt.load_weights(run.vae, ckpt.read_safetensors(best)[0], best)
+        if run.dist.is_main:
+            ckpt.save_model(run.run_dir, run.vae, state.best_epoch)
+    run.vae.eval()
+    if run.dist.is_main:
+        write_pictures(run.run_dir, run.vae, run.data, records, run.cfg.train.num_samples)
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ from torch.distributions import Independent, Normal
 from .config import ModelConfig
 from .errors import VaekitError
 from .likelihoods import LIKELIHOODS
-from .nets import NETS
+from .nets import ACTIVATIONS, NETS
 from .priors import PRIORS
 
 
@@ -29,6 +29,7 @@ class VAE(nn.Module):
         super().__init__()
         self.cfg, self.x_shape = cfg, tuple(x_shape)
         encoder_cls, decoder_cls = pick(NETS, cfg.net, "network")
+        pick(ACTIVATIONS, cfg.activation, "activation")
         self.likelihood = pick(LIKELIHOODS, cfg.likelihood, "likelihood")(cfg)
         self.prior = pick(PRIORS, cfg.prior, "prior")(cfg)
         c, h, w = self.x_shape

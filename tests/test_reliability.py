@@ -1,0 +1,163 @@
+"""Crash-safe training: signals, kill -9, NaN steps, rollbacks, locks, a full disk, tampering."""
+
+import errno
+import importlib
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import vaekit
+from vaekit import checkpoint as ckpt
+from vaekit.checkpoint import read_metrics
+from vaekit.cli import main
+
+from conftest import small_config
+
+train_module = importlib.import_module("vaekit.train")
+
+ARGS = ["--data", "digits", "--hidden", "64", "--latent-dim", "4", "--batch-size", "32", "--epochs", "25",
+        "--binarize", "dynamic", "--precision", "fp32", "--threads", "2", "--quiet"]
+
+
+def start(*args):
+    return subprocess.Popen([sys.executable, "-m", "vaekit", "train", *ARGS, *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_epochs(run, proc, n=1, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (run / "metrics.jsonl").exists() and len((run / "metrics.jsonl").read_text().splitlines()) >= n:
+            return
+        time.sleep(0.02)
+    pytest.fail(f"training did not reach epoch {n}: {proc.poll()} {proc.stderr.read() if proc.poll() is not None else ''}")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    run = tmp_path_factory.mktemp("ref") / "run"
+    proc = start("--out", run)
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    return load_file(run / "model.safetensors"), [r["train_loss"] for r in read_metrics(run)]
+
+
+def assert_same_as(reference, run):
+    weights, losses = reference
+    resumed = load_file(run / "model.safetensors")
+    assert all(torch.equal(weights[k], resumed[k]) for k in weights)
+    assert [r["train_loss"] for r in read_metrics(run)] == losses
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_checkpoints_and_resume_is_bit_identical(tmp_path, reference, sig):
+    run = tmp_path / "run"
+    proc = start("--out", run)
+    wait_for_epochs(run, proc, 1)
+    time.sleep(random.uniform(0.0, 0.8))
+    proc.send_signal(sig)
+    code = proc.wait(timeout=60)
+    stderr = proc.stderr.read()
+    if code == 0:
+        pytest.skip("training finished before the signal arrived")
+    assert code == 128 + sig, stderr
+    assert "Resume with: vaekit train --resume" in stderr and "Traceback" not in stderr
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert_same_as(reference, run)
+
+
+def test_kill_9_loses_at_most_the_last_steps(tmp_path, reference):
+    run = tmp_path / "run"
+    proc = start("--out", run, "--checkpoint-every", 7)
+    wait_for_epochs(run, proc, 2)
+    time.sleep(random.uniform(0.0, 0.8))
+    proc.kill()
+    proc.wait(timeout=60)
+    vaekit.load(run)  # whatever moment it died, the directory loads
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert_same_as(reference, run)
+
+
+def test_a_nan_batch_is_skipped_and_counted(tmp_path, digits):
+    data = vaekit.data.Splits(**{k: getattr(digits, k) for k in digits.__dataclass_fields__})
+    data.train_x = digits.train_x.clone()
+    data.train_x[5, 0, 3, 3] = float("nan")
+    vae = vaekit.train(small_config(epochs=3), tmp_path / "run", data=data, progress=False)
+    records = read_metrics(tmp_path / "run")
+    assert [r["skipped_steps"] for r in records] == [1, 2, 3]  # one bad batch per epoch
+    assert all(torch.isfinite(p).all() for p in vae.parameters())
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+
+
+def failing_objective(bad_steps):
+    calls = {"n": 0}
+
+    def objective(vae, x, beta=1.0):
+        terms = vaekit.elbo(vae, x, beta)
+        calls["n"] += 1
+        if calls["n"] in bad_steps:
+            return terms._replace(loss=terms.loss * float("nan"))
+        return terms
+
+    return objective
+
+
+def test_repeated_failures_roll_back_with_a_lower_rate(tmp_path, digits, monkeypatch):
+    monkeypatch.setattr(train_module, "elbo", failing_objective(set(range(30, 45))))
+    vaekit.train(small_config(epochs=3), tmp_path / "run", data=digits, progress=False)
+    records = read_metrics(tmp_path / "run")
+    assert records[-1]["rollbacks"] == 1 and records[-1]["lr"] == pytest.approx(small_config().train.lr / 2)
+    assert records[-1]["skipped_steps"] >= train_module.MAX_BAD_STEPS
+
+
+def test_hopeless_divergence_fails_clearly(tmp_path, digits, monkeypatch):
+    monkeypatch.setattr(train_module, "elbo", failing_objective(set(range(10**6))))
+    with pytest.raises(vaekit.VaekitError, match="training diverged"):
+        vaekit.train(small_config(epochs=2), tmp_path / "run", data=digits, progress=False)
+    assert (tmp_path / "run" / "checkpoint.safetensors").exists()
+
+
+def test_a_locked_run_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *ARGS[:-5], "--epochs", "1", "--quiet", "--out", str(run)]) == 0
+    with ckpt.lock_run(run, create=False):
+        capsys.readouterr()
+        assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "in use by another vaekit process" in err and "pid" in err
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 0
+
+
+def test_full_disk_keeps_the_previous_checkpoint(tmp_path, digits, monkeypatch):
+    run = tmp_path / "run"
+    cfg = small_config(epochs=2)
+    vaekit.train(cfg, run, data=digits, progress=False)
+    before = (run / "checkpoint.safetensors").read_bytes()
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt.os, "fsync", no_space)
+    cfg.train.epochs = 3
+    with pytest.raises(vaekit.VaekitError, match="No space left on device.*previous version is intact"):
+        vaekit.train(cfg, run, resume=True, data=digits, progress=False)
+    monkeypatch.undo()
+    assert (run / "checkpoint.safetensors").read_bytes() == before
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    vaekit.train(cfg, run, resume=True, data=digits, progress=False)
+    assert len(read_metrics(run)) == 3
+
+
+def test_tampered_weights_are_refused(tmp_path, digits):
+    run = tmp_path / "run"
+    vaekit.train(small_config(epochs=1), run, data=digits, progress=False)
+    raw = bytearray((run / "model.safetensors").read_bytes())
+    raw[-10] ^= 0xFF
+    (run / "model.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(vaekit.VaekitError, match="model.safetensors: integrity check failed"):
+        vaekit.load(run)
