@@ -50,6 +50,7 @@ TRAIN_FLAGS = {
     "grad_clip": "train.grad_clip", "patience": "train.patience", "seed": "train.seed",
     "precision": "train.precision", "threads": "train.threads", "device": "train.device",
     "checkpoint_every": "train.checkpoint_every", "checkpoint_minutes": "train.checkpoint_minutes",
+    "compile": "train.compile", "channels_last": "train.channels_last", "tf32": "train.tf32",
 }
 
 
@@ -271,7 +272,14 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grad-clip", type=float, help="max gradient norm (0: off)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto: bf16 where the hardware computes it natively (the default), else fp32")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the training step")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC memory format for the conv net (default on)")
+    p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=None,
+                   help="TF32 matrix products for fp32 on CUDA (default on)")
     p.add_argument("--threads", type=int)
     p.add_argument("--device")
     p.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")

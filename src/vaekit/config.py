@@ -12,7 +12,7 @@ from .errors import VaekitError
 
 BINARIZE = ("none", "static", "dynamic")
 MAX_WIDTH = 65536  # no layer or latent space wider than this: a config cannot ask for terabytes
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -75,9 +75,12 @@ class TrainConfig:
     grad_clip: float = 0.0  # max global gradient norm; 0 turns clipping off
     patience: int = 0  # early stopping after this many epochs without validation gain; 0 = off
     seed: int = 0
-    precision: str = "auto"  # auto (bf16 where the hardware has it) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 where the hardware has it) | fp32 | bf16 | fp16 (CUDA)
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
-    device: str = "cpu"
+    device: str = "cpu"  # cpu | cuda | cuda:N
+    compile: bool = False  # torch.compile the training step (falls back to eager if it fails)
+    channels_last: bool = True  # NHWC memory format for the conv net
+    tf32: bool = True  # TensorFloat-32 matrix products for fp32 on CUDA
     num_samples: int = 64  # prior samples pictured each epoch
     checkpoint_every: int = 0  # also checkpoint every N steps mid-epoch (0: at epoch ends only)
     checkpoint_minutes: float = 0.0  # also checkpoint when this many minutes have passed (0: off)

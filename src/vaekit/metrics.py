@@ -11,9 +11,9 @@ from .objectives import Terms, elbo
 
 
 def autocast(device: torch.device, precision: str):
-    """bf16 autocast for the matrix work when asked; distributions are built in fp32."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+    """bf16 / fp16 autocast for the matrix work when asked; distributions are built in fp32."""
+    if precision in ("bf16", "fp16"):
+        return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
     return contextlib.nullcontext()
 
 

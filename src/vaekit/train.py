@@ -71,7 +71,7 @@ class Run:
     cfg: Config
     run_dir: Path
     vae: VAE
-    model: nn.Module  # Objective, wrapped in DDP under torchrun
+    model: object  # Objective (nn.Module), wrapped in DDP under torchrun, maybe compiled
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # data order and dynamic binarization
     data: Splits
@@ -79,20 +79,56 @@ class Run:
     precision: str
     dist: distributed.Dist
     fixed_z: torch.Tensor  # prior draws pictured after every epoch
+    scaler: torch.amp.GradScaler | None = None  # fp16 only
+
+
+def resolve_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise VaekitError(f"bad device {name!r} ({e})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VaekitError(f"device {name!r} asked for, but CUDA is not available here")
+    return device
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' means bf16 where the hardware computes it natively, else fp32."""
+    """'auto' picks what measured fastest at equal quality: bf16 on CPUs that compute it natively
+    (1.4-1.5x fp32), else fp32; on CUDA fp32 with TF32 (these small models are launch-bound, and
+    autocast's casts made bf16 and fp16 slower on an H100; see README "Speed")."""
+    if precision == "fp16" and device.type != "cuda":
+        raise VaekitError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
     if precision != "auto":
         return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "fp32"
     return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
 
 
 def make_optimizer(vae: VAE, cfg) -> torch.optim.Adam:
     # The fused kernel updates all parameters in one pass: ~10% of an MLP epoch on CPU.
     return torch.optim.Adam(vae.parameters(), lr=cfg.lr, fused=True)
+
+
+def compiled(model: nn.Module, device: torch.device):
+    """torch.compile with a clean fallback: if compiling fails, say so once and run eager."""
+    # On CUDA, "reduce-overhead" replays the step as a CUDA graph: small models are launch-bound.
+    fast, current = torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else None), None
+
+    def call(*args):
+        nonlocal current
+        if current is None:
+            try:
+                out = fast(*args)
+                current = fast
+                return out
+            except Exception as e:  # no compiler, unsupported op, ...: eager still works
+                tqdm.write(f"vaekit: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                           "training without it")
+                current = model
+        return current(*args)
+
+    return call
 
 
 def check_data(data: Splits, vae: VAE) -> None:
@@ -130,22 +166,30 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
     tc = cfg.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    device = torch.device(tc.device)
+    device = resolve_device(tc.device)
+    precision = resolve_precision(tc.precision, device)
     dist = distributed.init(device.type)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tc.tf32
     data = (data if data is not None else load_data(cfg.data)).to(device)
 
     torch.manual_seed(tc.seed)
     vae = VAE(cfg.model, data.shape).to(device)
+    if cfg.model.net == "conv" and tc.channels_last:
+        vae = vae.to(memory_format=torch.channels_last)
     check_data(data, vae)
     model = Objective(vae, elbo)
     if dist.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if tc.compile:
+        model = compiled(model, device)
     torch.manual_seed(tc.seed + dist.rank)  # each rank draws its own posterior noise
     fixed_z = torch.randn(tc.num_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(tc.seed))
     run = Run(cfg, run_dir, vae, model, make_optimizer(vae, tc), torch.Generator(device).manual_seed(tc.seed),
-              data, device, resolve_precision(tc.precision, device), dist, fixed_z.to(device))
+              data, device, precision, dist, fixed_z.to(device),
+              torch.amp.GradScaler("cuda", init_scale=2.0**10) if precision == "fp16" else None)
 
     with ckpt.lock_run(run_dir, create=not resume, active=dist.is_main):
         if resume:
@@ -200,7 +244,7 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
     params = [p for p in run.vae.parameters()]
     last_save = time.monotonic()
 
-    run.model.train()
+    run.vae.train()
     for epoch in range(state.epoch, tc.epochs):
         if state.stopped_early:
             break
@@ -214,38 +258,42 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
         batches = batch_indices(n, tc.batch_size, run.generator, device)
         if state.epoch_step:
             run.generator.set_state(now_rng)
-        start, bad = time.perf_counter(), 0
+        start = time.perf_counter()
+        failing = torch.zeros((), device=device)  # consecutive non-finite steps, kept on the device
+        worst = torch.zeros((), device=device)  # longest such run since the last check
+        skipped = torch.zeros((), device=device)  # skipped steps not yet added to state
         for idx in batches[state.epoch_step:]:
             x = run.data.train_x[distributed.shard(idx, dist)]  # (B, C, H, W)
             if cfg.data.binarize == "dynamic":
                 x = binarize(x, run.generator)
+            if cfg.model.net == "conv" and tc.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             lr = learning_rate(state.step, total_steps, tc.lr, tc.lr_schedule, tc.warmup_steps) * state.lr_scale
-            for group in run.optimizer.param_groups:
-                group["lr"] = lr
-            with autocast(device, run.precision):
-                terms = run.model(x, kl_weight(state.step, tc.beta, kl_warmup_steps))
-            run.optimizer.zero_grad(set_to_none=True)
-            terms.loss.mean().backward()
-            norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-            if not torch.isfinite(norm):  # NaN/Inf loss or gradient: skip this step
-                state.skipped_steps, bad = state.skipped_steps + 1, bad + 1
-                if bad >= MAX_BAD_STEPS:
-                    raise Rollback()
-            else:
-                bad = 0
-                if tc.grad_clip > 0:
-                    torch.nn.utils.clip_grads_with_norm_(params, tc.grad_clip, norm)
-                run.optimizer.step()
-                sums += torch.stack([terms.loss.sum(), terms.recon.sum(), terms.kl.sum(),
-                                     terms.loss.new_tensor(len(x))]).detach().double()
+            bad, stats = train_step(run, x, lr, kl_weight(state.step, tc.beta, kl_warmup_steps), params)
+            sums += stats
+            skipped += bad
+            failing = (failing + 1) * bad
+            worst = torch.maximum(worst, failing)
             state.step, state.epoch_step = state.step + 1, state.epoch_step + 1
-            if state.epoch_step % LOG_EVERY == 0:
+            at_log = state.epoch_step % LOG_EVERY == 0 or state.epoch_step == len(batches)
+            if at_log:  # the only host syncs of the loop
+                state.skipped_steps += int(skipped.item())
+                skipped.zero_()
+                if worst.item() >= MAX_BAD_STEPS:
+                    raise Rollback()
+                worst.zero_()
                 bar.set_postfix(epoch=epoch + 1, loss=f"{(sums[0] / sums[3].clamp(min=1)).item():.2f}",
                                 samples_s=f"{sums[3].item() * dist.world_size / (time.perf_counter() - start):,.0f}")
                 bar.update(state.step - bar.n)
-            stopping = distributed.any_rank(stop["signum"] is not None, dist, device)
+            # A signal is a local flag; under torchrun the ranks agree on it at log points.
+            stopping = stop["signum"] is not None
+            if dist.enabled:
+                stopping = at_log and distributed.any_rank(stopping, dist, device)
             due = (tc.checkpoint_every and state.step % tc.checkpoint_every == 0) or (
                 tc.checkpoint_minutes and time.monotonic() - last_save > 60 * tc.checkpoint_minutes)
+            if due or stopping:
+                state.skipped_steps += int(skipped.item())
+                skipped.zero_()
             if (due or stopping) and state.epoch_step < len(batches) and dist.is_main:
                 ckpt.save_checkpoint(run.run_dir, run.vae, run.optimizer, run.generator, state,
                                      {"rng.epoch_start": epoch_rng, "partial.sums": sums})
@@ -258,6 +306,40 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
         last_save = time.monotonic()
         if stop["signum"] is not None and state.epoch < tc.epochs:
             raise TrainingStopped(stop["signum"], run.run_dir, state)
+
+
+def train_step(run: Run, x: torch.Tensor, lr: float, beta: float, params: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step. Returns (bad, stats): bad is 1.0 where the loss or gradient was not
+    finite and the update was skipped; stats is (loss sum, recon sum, kl sum, count), zero when bad.
+    Both stay on the device: no host sync here."""
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    with autocast(run.device, run.precision):
+        terms = run.model(x, beta)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss = terms.loss.mean()
+    if run.scaler:  # fp16: scaled loss; overflowing steps are the scaler's to skip, not failures
+        run.scaler.scale(loss).backward()
+        run.scaler.unscale_(run.optimizer)
+        bad = (~torch.isfinite(loss)).float()
+    else:
+        loss.backward()
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    if not run.scaler:
+        bad = (~torch.isfinite(norm)).float()
+    if run.cfg.train.grad_clip > 0:
+        torch.nn.utils.clip_grads_with_norm_(params, run.cfg.train.grad_clip, norm)
+    if run.scaler:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        # Fused Adam skips the whole update (and its step count) where found_inf is set: the
+        # mechanism GradScaler uses, here without reading the flag back to the host.
+        run.optimizer.found_inf = bad
+        run.optimizer.step()
+    # new_full fills on the device; new_tensor would copy from the host and wait for the GPU.
+    stats = torch.stack([terms.loss.sum(), terms.recon.sum(), terms.kl.sum(), terms.loss.new_full((), len(x))])
+    return bad, torch.where(bad.bool(), 0.0, stats.detach().double())
 
 
 def end_epoch(run: Run, state: ckpt.TrainState, records: list[dict], sums: torch.Tensor, seconds: float) -> None:
