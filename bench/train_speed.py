@@ -1,131 +1,85 @@
-"""Training speed on full MNIST: vaekit's trainer against the textbook loop, in one run.
+"""Training speed on full MNIST: vaekit against the textbook loop, in one run, as ratios.
 
-The model is the PyTorch VAE example's (784-400-20 MLP, ReLU, Bernoulli/BCE summed per example),
-batch 128, Adam at lr 1e-3, 2 threads. The textbook loop feeds it through a DataLoader over a
-torchvision-style MNIST dataset, one example at a time (PIL image -> ToTensor), as most tutorials
-do. vaekit trains the same model on the same 60,000 images with its own loop (fp32, then its
-default precision). Both are scored on the 10,000 test images with the same one-sample -ELBO.
+1. Epochs of the 784-400-20 MLP VAE at batch 128, Adam 1e-3, on all 60,000 images: the textbook
+   loop (bench/textbook_vae.py: a DataLoader feeding one example at a time, as the PyTorch
+   example does) against vaekit's loop in fp32 and in bf16 (its default where the CPU has it).
+2. The same for the conv VAE (fewer epochs: a conv epoch is slow on a CPU).
+3. Whole commands timed from start to finish, to the PyTorch example's 10-epoch test loss:
+   the textbook script, `vaekit train` with its defaults (only data, model and epochs given),
+   and `vaekit train --precision fp32 --batch-size 128`.
+4. The hardware bound: FLOPs per example (forward + backward, counted by torch's FlopCounterMode)
+   against this machine's measured matrix-multiply rate; for the MLP also the time of its GEMMs
+   alone at their real shapes.
 
-Also printed: the hardware bound, i.e. the time the model's matrix products alone take per epoch
-(forward and backward GEMMs timed at their real shapes on this machine).
-
-    python bench/train_speed.py --data-dir ../shared/data [--epochs 10]
+    python bench/train_speed.py --data-dir ../shared/data [--epochs 10] [--conv-epochs 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.flop_counter import FlopCounterMode
 
-import vaekit
-from vaekit.checkpoint import read_metrics
-from vaekit.data import load_data
-from vaekit.train import resolve_precision
+sys.path.insert(0, str(Path(__file__).parent))
+import textbook_vae  # noqa: E402
 
-BATCH, LR, LAYERS = 128, 1e-3, [(784, 400), (400, 40), (20, 400), (400, 784)]
+import vaekit  # noqa: E402
+from vaekit.checkpoint import read_metrics  # noqa: E402
+from vaekit.data import load_data  # noqa: E402
+from vaekit.objectives import elbo  # noqa: E402
+from vaekit.train import resolve_precision  # noqa: E402
 
-
-# ---------------------------------------------------------------- the textbook loop
-
-
-class TutorialMNIST(Dataset):
-    """What torchvision.datasets.MNIST(transform=ToTensor()) does per example."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        self.images, self.labels = images, labels  # (N, 28, 28) uint8, (N,)
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        img = Image.fromarray(self.images[i].numpy(), mode="L")
-        x = torch.from_numpy(np.array(img, np.uint8, copy=True)).view(28, 28, 1).permute(2, 0, 1)
-        return x.contiguous().float().div(255), int(self.labels[i])
+BATCH, LR = 128, 1e-3
+MLP_LAYERS = [(784, 400), (400, 40), (20, 400), (400, 784)]
 
 
-class TutorialVAE(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1, self.fc21, self.fc22 = nn.Linear(784, 400), nn.Linear(400, 20), nn.Linear(400, 20)
-        self.fc3, self.fc4 = nn.Linear(20, 400), nn.Linear(400, 784)
-
-    def forward(self, x):
-        h1 = F.relu(self.fc1(x.view(-1, 784)))
-        mu, logvar = self.fc21(h1), self.fc22(h1)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))), mu, logvar
-
-
-def tutorial_loss(recon, mu, logvar, x):
-    bce = F.binary_cross_entropy(recon, x.view(-1, 784), reduction="sum")
-    return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-
-
-def run_textbook(images, labels, test_x, epochs):
-    torch.manual_seed(0)
-    model = TutorialVAE()
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    loader = DataLoader(TutorialMNIST(images, labels), batch_size=BATCH, shuffle=True)
-    seconds = []
-    for _ in range(epochs):
-        start, train_loss = time.perf_counter(), 0.0
-        for x, _ in loader:
-            optimizer.zero_grad()
-            loss = tutorial_loss(*model(x), x)
-            loss.backward()
-            train_loss += loss.item()
-            optimizer.step()
-        seconds.append(time.perf_counter() - start)
-        print(f"  textbook epoch {len(seconds)}: {seconds[-1]:.2f} s, train loss {train_loss / len(images):.2f}",
-              flush=True)
-    with torch.no_grad():
-        torch.manual_seed(0)
-        test = sum(tutorial_loss(*model(xb), xb).item() for xb in test_x.split(1000)) / len(test_x)
-    return seconds, test
-
-
-# ---------------------------------------------------------------- vaekit
-
-
-def run_vaekit(splits, epochs, precision):
+def vaekit_epochs(splits, net, epochs, precision):
+    """Train in-process on all training images; per-epoch seconds of the loop and test -ELBO."""
     cfg = vaekit.Config()
-    cfg.data.name = "mnist"
-    cfg.model.hidden, cfg.model.latent_dim = [400], 20
-    cfg.train.epochs, cfg.train.batch_size, cfg.train.lr = epochs, BATCH, LR
-    cfg.train.precision = precision
+    cfg.model.net, cfg.model.hidden, cfg.model.latent_dim = net, [400] if net == "mlp" else [256], 20
+    cfg.train.epochs, cfg.train.batch_size, cfg.train.lr, cfg.train.precision = epochs, BATCH, LR, precision
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         vae = vaekit.train(cfg, os.path.join(tmp, "run"), data=splits, progress=False)
         wall = time.perf_counter() - start
         seconds = [r["seconds"] for r in read_metrics(os.path.join(tmp, "run"))]
-    test = vaekit.evaluate_elbo(vae, splits.test_x)["neg_elbo"]
-    return seconds, wall, test
+    return seconds, wall, vaekit.evaluate_elbo(vae, splits.test_x)["neg_elbo"], vae
 
 
-# ---------------------------------------------------------------- the hardware bound
+def flops_per_example(vae) -> float:
+    x = torch.rand(BATCH, *vae.x_shape)
+    with FlopCounterMode(display=False) as counter:
+        elbo(vae, x).loss.mean().backward()
+    return counter.get_total_flops() / BATCH
 
 
-def gemm_seconds_per_step(dtype, repeats=200):
-    """Time of one training step's matrix products: forward, grad-weight and grad-input."""
+def peak_gemm_rate(dtype, n=2048, repeats=10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.mm(a, b)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            torch.mm(a, b)
+        times.append((time.perf_counter() - start) / repeats)
+    return 2 * n**3 / statistics.median(times)
+
+
+def mlp_gemm_seconds_per_step(dtype, repeats=200) -> float:
+    """One training step's matrix products at their real shapes: forward, weight and input grads."""
     shapes = []
-    for i, (n_in, n_out) in enumerate(LAYERS):
-        shapes.append((BATCH, n_in, n_out))  # forward
-        shapes.append((n_in, BATCH, n_out))  # grad of the weight
-        if i:  # no gradient flows into the data
-            shapes.append((BATCH, n_out, n_in))
+    for i, (n_in, n_out) in enumerate(MLP_LAYERS):
+        shapes += [(BATCH, n_in, n_out), (n_in, BATCH, n_out)] + ([(BATCH, n_out, n_in)] if i else [])
     mats = [(torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)) for m, k, n in shapes]
-    flops = sum(2 * m * k * n for m, k, n in shapes)
     times = []
     for _ in range(7):
         start = time.perf_counter()
@@ -133,52 +87,85 @@ def gemm_seconds_per_step(dtype, repeats=200):
             for a, b in mats:
                 torch.mm(a, b)
         times.append((time.perf_counter() - start) / repeats)
-    return statistics.median(times), flops
+    return statistics.median(times)
+
+
+def table(title, rows, base, n):
+    print(f"\n{title}")
+    print(f"  {'configuration':30} {'s/epoch':>8} {'samples/s':>10} {'speed-up':>9} {'x bound':>8} {'test -ELBO':>11}")
+    for name, seconds, test, bound in rows:
+        med = statistics.median(seconds)
+        print(f"  {name:30} {med:8.2f} {n / med:10,.0f} {base / med:8.2f}x {med / bound:7.2f}x {test:11.2f}")
+
+
+def timed(cmd: list[str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return time.perf_counter() - start, out.stdout
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("VAEKIT_DATA_DIR"))
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--conv-epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: mlp,conv,commands")
     args = parser.parse_args()
+    skip = set(args.skip.split(","))
     torch.set_num_threads(args.threads)
+    os.environ["VAEKIT_DATA_DIR"] = args.data_dir or ""
 
-    cfg = vaekit.DataConfig(name="mnist", data_dir=args.data_dir, val_fraction=0.0)
-    splits = load_data(cfg)  # all 60,000 training images, as the textbook loop uses
-    images = (splits.train_x[:, 0] * 255).round().to(torch.uint8)
-    labels = splits.train_y
-    n = len(images)
-    steps = -(-n // BATCH)
+    splits = load_data(vaekit.DataConfig(name="mnist", data_dir=args.data_dir, val_fraction=0.0))
+    images, labels, test_images = textbook_vae.load_mnist(args.data_dir)
+    n, native = len(images), resolve_precision("auto", torch.device("cpu"))
+    precisions = list(dict.fromkeys(["fp32", native]))
+    peak = {p: peak_gemm_rate(torch.float32 if p == "fp32" else torch.bfloat16) for p in precisions}
+    print(f"MNIST {n} train / {len(test_images)} test, batch {BATCH}, Adam {LR}, {args.threads} threads, "
+          f"torch {torch.__version__}; peak GEMM " + ", ".join(f"{p} {r / 1e9:.0f} GFLOP/s" for p, r in peak.items()))
 
-    print(f"MNIST {n} train / {len(splits.test_x)} test, batch {BATCH}, Adam {LR}, {args.threads} threads, "
-          f"{args.epochs} epochs, torch {torch.__version__}")
-    rows = []
-    tb_seconds, tb_test = run_textbook(images, labels, splits.test_x, args.epochs)
-    rows.append(("textbook DataLoader loop (fp32)", tb_seconds, sum(tb_seconds), tb_test))
-    native = resolve_precision("auto", torch.device("cpu"))
-    for precision in dict.fromkeys(["fp32", native]):
-        seconds, wall, test = run_vaekit(splits, args.epochs, precision)
-        rows.append((f"vaekit ({precision})", seconds, wall, test))
+    if "mlp" not in skip:
+        tb_seconds, tb_tests = textbook_vae.run(images, labels, test_images, args.epochs)
+        rows = [("textbook DataLoader (fp32)", tb_seconds, tb_tests[-1], None)]
+        for p in precisions:
+            seconds, _, test, vae = vaekit_epochs(splits, "mlp", args.epochs, p)
+            rows.append((f"vaekit {p}", seconds, test, p))
+        flops = flops_per_example(vae)
+        steps = -(-n // BATCH)
+        gemm = {p: mlp_gemm_seconds_per_step(torch.float32 if p == "fp32" else torch.bfloat16) * steps for p in precisions}
+        print(f"\nMLP: {flops / 1e6:.2f} MFLOP per example (forward + backward); matrix products alone at their shapes: "
+              + ", ".join(f"{p} {t:.2f} s/epoch" for p, t in gemm.items()))
+        table(f"MLP VAE, {args.epochs} epochs (x bound: against the GEMMs-alone time)",
+              [(name, s, t, gemm[p or "fp32"]) for name, s, t, p in rows], statistics.median(tb_seconds), n)
 
-    bounds = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        step_s, flops = gemm_seconds_per_step(dtype)
-        bounds[name] = step_s * steps
-    print(f"\nFLOPs per example (forward + backward GEMMs): {flops / BATCH / 1e6:.2f} M; "
-          f"matrix-work bound per epoch: fp32 {bounds['fp32']:.2f} s "
-          f"({flops * steps / bounds['fp32'] / 1e9:.0f} GFLOP/s), bf16 {bounds['bf16']:.2f} s")
-    base = statistics.median(tb_seconds)
-    print(f"\n{'configuration':34} {'s/epoch (median)':>17} {'wall s/epoch':>13} {'samples/s':>10} "
-          f"{'speed-up':>9} {'x bound':>8} {'test -ELBO':>11}")
-    for name, seconds, wall, test in rows:
-        med = statistics.median(seconds)
-        bound = bounds["bf16" if "bf16" in name else "fp32"]
-        print(f"{name:34} {med:17.2f} {wall / args.epochs:13.2f} {n / med:10,.0f} {base / med:8.2f}x "
-              f"{med / bound:7.2f}x {test:11.2f}")
-    print("\nspeed-up: textbook median epoch / this median epoch; x bound: median epoch / matrix-work bound;"
-          "\nwall s/epoch includes vaekit's per-epoch validation, checkpoint and sample picture.")
+    if "conv" not in skip:
+        tb_seconds, tb_tests = textbook_vae.run(images, labels, test_images, args.conv_epochs, conv=True)
+        rows = [("textbook DataLoader (fp32)", tb_seconds, tb_tests[-1], "fp32")]
+        for p in precisions:
+            seconds, _, test, vae = vaekit_epochs(splits, "conv", args.conv_epochs, p)
+            rows.append((f"vaekit {p}", seconds, test, p))
+        flops = flops_per_example(vae)
+        print(f"\nconv: {flops / 1e6:.1f} MFLOP per example (forward + backward)")
+        table(f"conv VAE, {args.conv_epochs} epochs (x bound: against FLOPs at the peak GEMM rate)",
+              [(name, s, t, flops * n / peak[p]) for name, s, t, p in rows], statistics.median(tb_seconds), n)
+
+    if "commands" not in skip:
+        print(f"\nWhole commands, start to finish, {args.epochs} epochs each:")
+        py = sys.executable
+        tb_wall, tb_out = timed([py, str(Path(__file__).parent / "textbook_vae.py"), "--epochs", str(args.epochs)])
+        tb_test = float(tb_out.strip().splitlines()[-1].split("test loss")[-1])
+        print(f"  {'textbook_vae.py':58} {tb_wall:7.1f} s  test loss {tb_test:.2f}")
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, extra in (("vaekit train (defaults)", []),
+                                ("vaekit train --precision fp32 --batch-size 128", ["--precision", "fp32", "--batch-size", "128"])):
+                run = os.path.join(tmp, str(len(extra)))
+                wall, _ = timed([py, "-m", "vaekit", "train", "--data", "mnist", "--model", "mlp", "--epochs",
+                                 str(args.epochs), "--quiet", "--out", run, *extra])
+                _, out = timed([py, "-m", "vaekit", "evaluate", run, "--json"])
+                test = json.loads(out)["neg_elbo"]
+                print(f"  {name:58} {wall:7.1f} s  test -ELBO {test:.2f}  {tb_wall / wall:.2f}x faster"
+                      f"{'' if test <= tb_test + 0.05 else '  (did not reach the textbook loss)'}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

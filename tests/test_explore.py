@@ -60,8 +60,12 @@ def test_embeddings_neighbours_share_labels(vae, digits):
     assert agree > 0.6  # chance is about 0.1
 
 
-def test_manifold_varies_along_both_axes(vae):
-    x = explore.manifold(vae, grid=5, span=2.0, dims=(0, 1))
+def test_manifold_varies_along_both_axes(vae, digits):
+    from vaekit.metrics import latent_diagnostics
+
+    activity = torch.tensor(latent_diagnostics(vae, digits.test_x)["activity"])
+    i, j = activity.argsort(descending=True)[:2].tolist()  # the two most informative axes
+    x = explore.manifold(vae, grid=5, span=2.0, dims=(i, j))
     assert x.shape == (25, 1, 8, 8) and 0 <= x.min() and x.max() <= 1
     grid = x.view(5, 5, -1)
     assert (grid[:, 0] - grid[:, -1]).abs().mean() > 0.02  # along axis 0 (columns)

@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch.distributions import Independent, Normal
 
-from vaekit.config import ModelConfig
+from vaekit.config import ModelConfig, TrainConfig
 from vaekit.likelihoods import LIKELIHOODS
 from vaekit.nets import NETS
-from vaekit.objectives import elbo, kl_term
+from vaekit.objectives import OBJECTIVES, elbo, kl_term
 from vaekit.priors import PRIORS
 from vaekit.vae import VAE
 from vaekit.errors import VaekitError
@@ -16,21 +16,24 @@ from vaekit.errors import VaekitError
 SHAPES = {"mlp": (1, 8, 8), "conv": (3, 12, 8)}
 
 
-@pytest.mark.parametrize("net,likelihood,prior", list(itertools.product(NETS, LIKELIHOODS, PRIORS)))
-def test_every_component_trains(net, likelihood, prior):
+@pytest.mark.parametrize("net,likelihood,prior,objective",
+                         list(itertools.product(NETS, LIKELIHOODS, PRIORS, OBJECTIVES)))
+def test_every_component_trains(net, likelihood, prior, objective):
     """Contract: shapes, finite per-example terms, gradients reaching every parameter."""
     torch.manual_seed(0)
     shape = SHAPES[net]
-    vae = VAE(ModelConfig(net=net, likelihood=likelihood, prior=prior, latent_dim=3, hidden=[16]), shape)
-    x = torch.rand(5, *shape)
+    vae = VAE(ModelConfig(net=net, likelihood=likelihood, prior=prior, latent_dim=3, hidden=[16],
+                          prior_components=4), shape)
+    x = (torch.rand(5, *shape) * 255).round() / 255  # 8-bit values, valid for every likelihood
     qz_x = vae.encode(x)
     assert qz_x.batch_shape == (5,) and qz_x.event_shape == (3,)
     px_z = vae.decode(qz_x.rsample())
     assert px_z.batch_shape == (5,) and px_z.event_shape == shape
-    terms = elbo(vae, x)
+    terms = OBJECTIVES[objective](TrainConfig(iw_samples=3))(vae, x, 1.0)
     for t in terms:
         assert t.shape == (5,) and torch.isfinite(t).all()
-    assert (terms.kl >= 0).all()
+    if prior == "normal" and objective == "elbo":
+        assert (terms.kl >= 0).all()  # analytic; the Monte Carlo estimates can dip below 0
     terms.loss.mean().backward()
     for name, p in vae.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -76,5 +79,5 @@ def test_conv_needs_sides_divisible_by_four():
 
 
 def test_unknown_component_names_the_choices():
-    with pytest.raises(VaekitError, match="unknown prior 'vamp'"):
-        VAE(ModelConfig(prior="vamp"), (1, 8, 8))
+    with pytest.raises(VaekitError, match="unknown prior 'flow'"):
+        VAE(ModelConfig(prior="flow"), (1, 8, 8))

@@ -18,7 +18,7 @@ from . import checkpoint as ckpt
 from .config import Config, load_config
 from .data import load_data, load_inputs
 from .errors import VaekitError
-from .metrics import evaluate_elbo
+from .metrics import evaluate
 from .plotting import save_grid, save_histogram, save_pairs, save_scatter
 from .train import TrainingStopped
 
@@ -45,6 +45,8 @@ TRAIN_FLAGS = {
     "max_train": "data.max_train",
     "model": "model.net", "latent_dim": "model.latent_dim", "hidden": "model.hidden",
     "activation": "model.activation", "likelihood": "model.likelihood", "sigma": "model.sigma",
+    "prior": "model.prior", "prior_components": "model.prior_components", "objective": "train.objective",
+    "iw_samples": "train.iw_samples", "free_bits": "train.free_bits",
     "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
     "lr_schedule": "train.lr_schedule", "beta": "train.beta", "kl_warmup": "train.kl_warmup_epochs",
     "grad_clip": "train.grad_clip", "patience": "train.patience", "seed": "train.seed",
@@ -131,13 +133,27 @@ def cmd_sample(args) -> None:
 
 def cmd_evaluate(args) -> None:
     vae = ckpt.load(args.run)
-    _, x, _ = run_inputs(args, vae)
-    result = evaluate_elbo(vae, x, batch_size=args.batch_size, seed=args.seed)
+    cfg, x, _ = run_inputs(args, vae)
+    if not 0 <= args.iw_samples <= 5000:
+        raise VaekitError(f"--iw-samples must be in [0, 5000], got {args.iw_samples}")
+    result = evaluate(vae, x, iw_samples=args.iw_samples, precision=args.precision, seed=args.seed)
+    if args.quality:
+        from . import quality
+
+        splits = load_data(cfg.data)
+        net = quality.feature_net_for(Path(args.run), splits.train_x, splits.train_y)
+        n = min(len(x), 10_000)
+        samples = vae.sample(n, generator=torch.Generator().manual_seed(args.seed))
+        result["frechet_classifier_distance"] = quality.frechet_distance(
+            quality.feature_stats(net, samples), quality.feature_stats(net, x[:n]))
+        result["frechet_feature_net"] = quality.RECIPE
     if args.json:
         print(json.dumps(result))
     else:
         for k, v in result.items():
-            print(f"{k:>14}: {v:.4f}" if isinstance(v, float) else f"{k:>14}: {v}")
+            if isinstance(v, list):
+                v = " ".join(f"{e:.2f}" for e in v)
+            print(f"{k:>28}: {v:.4f}" if isinstance(v, float) else f"{k:>28}: {v}")
 
 
 def cmd_reconstruct(args) -> None:
@@ -258,7 +274,12 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latent-dim", type=int)
     p.add_argument("--hidden", type=int_list, help="layer sizes, e.g. 400 or 512,256")
     p.add_argument("--activation", choices=["relu", "tanh", "elu", "gelu"])
-    p.add_argument("--likelihood", choices=["bernoulli", "gaussian", "gaussian-learned"])
+    p.add_argument("--likelihood", choices=["bernoulli", "gaussian", "gaussian-learned", "discretized-logistic"])
+    p.add_argument("--prior", choices=["normal", "mog", "vamp"])
+    p.add_argument("--prior-components", type=int, help="mixture components / VampPrior pseudo-inputs")
+    p.add_argument("--objective", choices=["elbo", "iwae"])
+    p.add_argument("--iw-samples", type=int, help="importance samples of the IWAE objective")
+    p.add_argument("--free-bits", type=float, help="nats per latent dimension free of KL pressure")
     p.add_argument("--sigma", type=float, help="std of the fixed Gaussian likelihood")
     p.add_argument("--binarize", choices=["none", "static", "dynamic"])
     p.add_argument("--val-fraction", type=float)
@@ -323,7 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--components", type=int, default=10, help="mixture components of the posterior sampler")
 
     p = command("evaluate", cmd_evaluate, "test-set figures of a trained run")
-    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--iw-samples", type=int, default=100,
+                   help="importance samples per example for the NLL (up to 5000; 0 skips it)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--quality", action="store_true",
+                   help="also the Fréchet distance of samples to the test data in a vaekit-trained classifier's features")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = command("reconstruct", cmd_reconstruct, "inputs beside their reconstructions")

@@ -50,13 +50,16 @@ class ModelConfig:
     activation: str = "relu"  # relu | tanh | elu | gelu
     likelihood: str = "bernoulli"  # bernoulli | gaussian | gaussian-learned
     sigma: float = 0.1  # std of the fixed-variance Gaussian likelihood
-    prior: str = "normal"
+    prior: str = "normal"  # normal | mog (mixture of Gaussians) | vamp (VampPrior)
+    prior_components: int = 10  # mixture components or VampPrior pseudo-inputs
 
     def __post_init__(self):
         if not 1 <= self.latent_dim <= MAX_WIDTH:
             raise VaekitError(f"latent_dim must be in [1, {MAX_WIDTH}], got {self.latent_dim}")
         if not self.hidden or any(not 1 <= h <= MAX_WIDTH for h in self.hidden):
             raise VaekitError(f"hidden sizes must be integers in [1, {MAX_WIDTH}], got {self.hidden}")
+        if not 1 <= self.prior_components <= 10_000:
+            raise VaekitError(f"prior_components must be in [1, 10000], got {self.prior_components}")
         if self.sigma <= 0:
             raise VaekitError(f"sigma must be > 0, got {self.sigma}")
 
@@ -70,6 +73,9 @@ class TrainConfig:
     lr: float = 2e-3  # at batch 128 beats 1e-3 by ~0.5 nats after 10 MNIST epochs (measured)
     lr_schedule: str = "constant"  # constant | cosine
     warmup_steps: int = 0  # linear learning-rate warm-up
+    objective: str = "elbo"  # elbo | iwae (Burda et al., 2015)
+    iw_samples: int = 5  # importance samples per example of the IWAE objective
+    free_bits: float = 0.0  # nats per latent dimension below which KL is not penalised (Kingma et al., 2016)
     beta: float = 1.0  # weight of the KL term (beta-VAE)
     kl_warmup_epochs: float = 0.0  # KL weight rises linearly from 0 to beta over these epochs
     grad_clip: float = 0.0  # max global gradient norm; 0 turns clipping off
@@ -92,6 +98,8 @@ class TrainConfig:
             raise VaekitError(f"lr must be > 0, got {self.lr}")
         if self.precision not in PRECISIONS:
             raise VaekitError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not 1 <= self.iw_samples <= 5000 or self.free_bits < 0:
+            raise VaekitError("iw_samples must be in [1, 5000] and free_bits >= 0")
         if self.lr_schedule not in ("constant", "cosine"):
             raise VaekitError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
 

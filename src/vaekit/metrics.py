@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .objectives import Terms, elbo
+from .objectives import Terms, elbo, kl_per_dim, log_weights
 
 
 def autocast(device: torch.device, precision: str):
@@ -52,6 +52,71 @@ def evaluate_elbo(vae, x: torch.Tensor, batch_size: int = 1000, precision: str =
         "neg_elbo": neg_elbo,
         "recon": recon,
         "kl": kl,
-        "bits_per_dim": neg_elbo / (math.prod(x.shape[1:]) * math.log(2)),
+        "bits_per_dim": bits_per_dim(neg_elbo, x),
         "num_examples": n,
     }
+
+
+def bits_per_dim(nats: float, x: torch.Tensor) -> float:
+    return nats / (math.prod(x.shape[1:]) * math.log(2))
+
+
+@torch.inference_mode()
+def estimate_nll(vae, x: torch.Tensor, num_samples: int = 5000, batch_size: int = 100, chunk_rows: int = 50_000,
+                 precision: str = "fp32", seed: int = 0) -> torch.Tensor:
+    """Importance-sampled -log p(x) per example (N,), with q(z|x) as proposal (Burda et al., 2015,
+    eq. 10 at k = num_samples). Samples are drawn in chunks of about `chunk_rows` decoder rows and
+    folded into a running log-sum-exp, so memory stays flat in num_samples."""
+    was_training = vae.training
+    vae.eval()
+    out = []
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        pz = vae.pz()
+        for xb in x.split(batch_size):
+            qz_x = vae.encode(xb)
+            per_chunk = max(1, min(num_samples, chunk_rows // len(xb)))
+            total = torch.full((len(xb),), -math.inf, device=x.device, dtype=torch.float64)
+            for start in range(0, num_samples, per_chunk):
+                k = min(per_chunk, num_samples - start)
+                with autocast(x.device, precision):
+                    log_px_z, log_pz, log_qz = log_weights(vae, xb, k, qz_x, pz)
+                chunk = torch.logsumexp((log_px_z + log_pz - log_qz).double(), dim=0)  # (B,)
+                total = torch.logaddexp(total, chunk)
+            out.append(math.log(num_samples) - total)
+    vae.train(was_training)
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def latent_diagnostics(vae, x: torch.Tensor, batch_size: int = 1000, threshold: float = 0.01) -> dict:
+    """Posterior-collapse diagnostics: the mean KL of each latent dimension (when the prior is a
+    diagonal Gaussian), and the active units, the dimensions whose posterior mean varies across
+    the data: Cov_x(E_q[z_u]) > 0.01 (Burda et al., 2015, sec. 5.2)."""
+    pz = vae.pz()
+    means, kls = [], []
+    for xb in x.split(batch_size):
+        qz_x = vae.encode(xb)
+        means.append(qz_x.mean)
+        per_dim = kl_per_dim(qz_x, pz)
+        if per_dim is not None:
+            kls.append(per_dim)
+    activity = torch.cat(means).var(dim=0)  # (D,)
+    return {
+        "kl_per_dim": torch.cat(kls).mean(0).tolist() if kls else None,
+        "active_units": int((activity > threshold).sum()),
+        "activity": activity.tolist(),
+    }
+
+
+def evaluate(vae, x: torch.Tensor, iw_samples: int = 0, precision: str = "fp32", seed: int = 0) -> dict:
+    """The test figures `vaekit evaluate` prints: -ELBO and its terms, the importance-weighted NLL
+    with `iw_samples` samples (skipped at 0), bits per dimension (of the NLL when there is one),
+    KL per dimension and the active units."""
+    result = evaluate_elbo(vae, x, precision=precision, seed=seed)
+    if iw_samples:
+        nll = estimate_nll(vae, x, iw_samples, precision=precision, seed=seed).mean().item()
+        result.update(nll=nll, iw_samples=iw_samples, bits_per_dim=bits_per_dim(nll, x))
+    diagnostics = latent_diagnostics(vae, x)
+    result.update(kl_per_dim=diagnostics["kl_per_dim"], active_units=diagnostics["active_units"])
+    return result

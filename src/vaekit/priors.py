@@ -1,10 +1,16 @@
-"""p(z): the prior over latents, as a module that returns a torch distribution."""
+"""p(z): the prior over latents, as a module that returns a torch distribution.
+
+Richer priors fight the mismatch between the aggregate posterior and N(0, I): a learned mixture
+of Gaussians, and the VampPrior (Tomczak & Welling, 2018), a mixture of the encoder's own
+posteriors at K learned pseudo-inputs. Their KL has no closed form; objectives.kl_term then uses
+the one-sample Monte Carlo estimate.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.distributions import Independent, Normal
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
 
 class StandardNormal(nn.Module):
@@ -16,8 +22,62 @@ class StandardNormal(nn.Module):
         self.register_buffer("loc", torch.zeros(latent_dim), persistent=False)
         self.register_buffer("scale", torch.ones(latent_dim), persistent=False)
 
-    def forward(self):
+    def forward(self, encode=None):
         return Independent(Normal(self.loc, self.scale, validate_args=False), 1)
 
+    def sample(self, num: int, temperature: float, generator, encode=None):
+        eps = torch.randn(num, len(self.loc), generator=generator).to(self.loc.device)  # (N, D)
+        return self.loc + temperature * self.scale * eps
 
-PRIORS = {"normal": lambda cfg: StandardNormal(cfg.latent_dim)}
+
+def mixture(logits, loc, scale):
+    """A mixture of K diagonal Gaussians: logits (K,), loc and scale (K, D)."""
+    components = Independent(Normal(loc, scale, validate_args=False), 1)
+    return MixtureSameFamily(Categorical(logits=logits, validate_args=False), components, validate_args=False)
+
+
+def sample_mixture(dist: MixtureSameFamily, num: int, temperature: float, generator):
+    """Pick components by weight, then draw around each mean with the spread scaled by temperature."""
+    comp = torch.multinomial(dist.mixture_distribution.probs.cpu(), num, replacement=True, generator=generator)
+    base = dist.component_distribution.base_dist
+    eps = torch.randn(num, base.loc.shape[-1], generator=generator).to(base.loc.device)
+    comp = comp.to(base.loc.device)
+    return base.loc[comp] + temperature * base.scale[comp] * eps  # (N, D)
+
+
+class GaussianMixture(nn.Module):
+    """p(z) = sum_k pi_k N(mu_k, diag sigma_k^2), all parameters learned."""
+
+    def __init__(self, latent_dim: int, num_components: int):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(num_components))
+        self.loc = nn.Parameter(torch.randn(num_components, latent_dim))
+        self.log_scale = nn.Parameter(torch.zeros(num_components, latent_dim))
+
+    def forward(self, encode=None):
+        return mixture(self.logits, self.loc, self.log_scale.exp())
+
+    def sample(self, num: int, temperature: float, generator, encode=None):
+        return sample_mixture(self(), num, temperature, generator)
+
+
+class VampPrior(nn.Module):
+    """p(z) = 1/K sum_k q(z | u_k) over K learned pseudo-inputs u_k (in [0, 1], via a sigmoid)."""
+
+    def __init__(self, latent_dim: int, num_components: int, x_shape):
+        super().__init__()
+        self.pseudo_inputs = nn.Parameter(torch.randn(num_components, *x_shape) * 0.5 - 1.0)
+
+    def forward(self, encode):
+        q = encode(torch.sigmoid(self.pseudo_inputs)).base_dist  # (K, D) posteriors
+        return mixture(torch.zeros(len(q.loc), device=q.loc.device), q.loc, q.scale)
+
+    def sample(self, num: int, temperature: float, generator, encode=None):
+        return sample_mixture(self(encode), num, temperature, generator)
+
+
+PRIORS = {
+    "normal": lambda cfg, x_shape: StandardNormal(cfg.latent_dim),
+    "mog": lambda cfg, x_shape: GaussianMixture(cfg.latent_dim, cfg.prior_components),
+    "vamp": lambda cfg, x_shape: VampPrior(cfg.latent_dim, cfg.prior_components, x_shape),
+}

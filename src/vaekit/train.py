@@ -30,10 +30,10 @@ from .config import Config
 from .data import Splits, batch_indices, binarize, load_data
 from .errors import VaekitError
 from .metrics import autocast, evaluate_elbo
-from .objectives import elbo
+from .objectives import OBJECTIVES
 from .plotting import save_curves, save_grid, save_pairs
 from .schedules import kl_weight, learning_rate
-from .vae import VAE
+from .vae import VAE, pick
 
 LOG_EVERY = 25  # steps between progress-bar updates (each one syncs with the device)
 MAX_BAD_STEPS = 10  # consecutive non-finite steps before rolling back
@@ -180,7 +180,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
     if cfg.model.net == "conv" and tc.channels_last:
         vae = vae.to(memory_format=torch.channels_last)
     check_data(data, vae)
-    model = Objective(vae, elbo)
+    model = Objective(vae, pick(OBJECTIVES, tc.objective, "objective")(tc))
     if dist.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if tc.compile:

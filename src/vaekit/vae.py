@@ -31,7 +31,7 @@ class VAE(nn.Module):
         encoder_cls, decoder_cls = pick(NETS, cfg.net, "network")
         pick(ACTIVATIONS, cfg.activation, "activation")
         self.likelihood = pick(LIKELIHOODS, cfg.likelihood, "likelihood")(cfg)
-        self.prior = pick(PRIORS, cfg.prior, "prior")(cfg)
+        self.prior = pick(PRIORS, cfg.prior, "prior")(cfg, tuple(x_shape))
         c, h, w = self.x_shape
         out_shape = (c * self.likelihood.num_params, h, w)
         try:
@@ -54,16 +54,13 @@ class VAE(nn.Module):
         return self.likelihood(self.decoder(z).float())
 
     def pz(self):
-        return self.prior()
+        """p(z), event shape (D,); the VampPrior encodes its pseudo-inputs, hence `encode`."""
+        return self.prior(self.encode)
 
     @torch.no_grad()
     def sample(self, num: int, temperature: float = 1.0, generator: torch.Generator | None = None):
         """Decoder means of `num` draws z ~ p(z), the prior's spread scaled by `temperature`: (N, C, H, W)."""
-        pz = self.pz()
-        base = pz.base_dist
-        eps = torch.randn(num, self.latent_dim, generator=generator).to(base.loc.device)  # (N, D)
-        z = base.loc + temperature * base.scale * eps
-        return self.decode(z).mean
+        return self.decode(self.prior.sample(num, temperature, generator, self.encode)).mean
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
