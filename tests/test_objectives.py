@@ -53,7 +53,7 @@ class LinearDecoder(nn.Module):
         super().__init__()
         self.lin = nn.Linear(latent, dim)
 
-    def forward(self, z):
+    def forward(self, z, c=None):
         return self.lin(z).view(-1, 1, 1, self.lin.out_features)
 
 

@@ -99,8 +99,8 @@ def failing_objective(bad_steps):
     """An ELBO whose loss is NaN at the given (1-based) calls."""
     calls = {"n": 0}
 
-    def objective(vae, x, beta=1.0):
-        terms = vaekit.elbo(vae, x, beta)
+    def objective(vae, x, beta=1.0, y=None):
+        terms = vaekit.elbo(vae, x, beta, y)
         calls["n"] += 1
         if calls["n"] in bad_steps:
             return terms._replace(loss=terms.loss * float("nan"))

@@ -17,16 +17,18 @@ SCORES = ("neg_elbo", "recon_error")
 
 
 @torch.no_grad()
-def score(vae, x: torch.Tensor, kind: str = "neg_elbo", num_samples: int = 10, seed: int = 0) -> np.ndarray:
+def score(vae, x: torch.Tensor, kind: str = "neg_elbo", num_samples: int = 10, seed: int = 0,
+          y: torch.Tensor | None = None) -> np.ndarray:
     """One score per input (N,), higher = more anomalous.
 
     neg_elbo: -ELBO averaged over `num_samples` posterior draws (nats);
     recon_error: squared error between x and its reconstruction at the posterior mean.
     """
     if kind == "neg_elbo":
-        return evaluate_terms(vae, x, num_samples=num_samples, seed=seed).loss.cpu().numpy()
+        return evaluate_terms(vae, x, num_samples=num_samples, seed=seed, y=y).loss.cpu().numpy()
     if kind == "recon_error":
-        out = [((vae.reconstruct(xb) - xb) ** 2).flatten(1).sum(1) for xb in x.split(1000)]
+        ys = [None] * len(x.split(1000)) if y is None else y.split(1000)
+        out = [((vae.reconstruct(xb, yb) - xb) ** 2).flatten(1).sum(1) for xb, yb in zip(x.split(1000), ys)]
         return torch.cat(out).cpu().numpy()
     raise VaekitError(f"unknown score {kind!r}; choose from {', '.join(SCORES)}")
 

@@ -45,7 +45,7 @@ TRAIN_FLAGS = {
     "max_train": "data.max_train",
     "model": "model.net", "latent_dim": "model.latent_dim", "hidden": "model.hidden",
     "activation": "model.activation", "likelihood": "model.likelihood", "sigma": "model.sigma",
-    "prior": "model.prior", "prior_components": "model.prior_components", "objective": "train.objective",
+    "prior": "model.prior", "prior_components": "model.prior_components", "num_classes": "model.num_classes", "objective": "train.objective",
     "iw_samples": "train.iw_samples", "free_bits": "train.free_bits",
     "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
     "lr_schedule": "train.lr_schedule", "beta": "train.beta", "kl_warmup": "train.kl_warmup_epochs",
@@ -110,40 +110,55 @@ def run_inputs(args, vae):
     x, y = load_inputs(cfg.data)
     if tuple(x.shape[1:]) != vae.x_shape:
         raise VaekitError(f"{cfg.data.name}: examples of shape {tuple(x.shape[1:])}, the model takes {vae.x_shape}")
+    if vae.conditional and y is None:
+        raise VaekitError(f"{cfg.data.name}: a conditional VAE needs labelled inputs")
     return cfg, x, y
+
+
+def cond(vae, y):
+    """The labels a conditional model takes; None for an unconditional one."""
+    return y if vae.conditional else None
 
 
 def posterior_sampler(args, vae, num_components: int) -> explore.PosteriorSampler:
     """A Gaussian mixture over the posterior means of (up to 10,000) training examples."""
     cfg = ckpt.load_config_of(Path(args.run)).override({"data.data_dir": getattr(args, "data_dir", None)})
-    mu, _ = explore.embed(vae, load_data(cfg.data).train_x[:10_000])
+    splits = load_data(cfg.data)
+    y = None if splits.train_y is None else splits.train_y[:10_000]
+    mu, _ = explore.embed(vae, splits.train_x[:10_000], y=cond(vae, y))
     return explore.PosteriorSampler(num_components, seed=args.seed).fit(mu)
 
 
 def cmd_sample(args) -> None:
     vae = ckpt.load(args.run)
     out = out_path(args, "samples.png")
+    if args.label is not None and not vae.conditional:
+        raise VaekitError("--label needs a conditional VAE (train with --num-classes)")
+    y = None
+    if vae.conditional:
+        y = torch.full((args.num,), args.label) if args.label is not None else torch.arange(args.num) % vae.cfg.num_classes
     if args.sampler == "posterior":
         z = posterior_sampler(args, vae, args.components).sample(args.num, args.temperature)
-        x = vae.decode(z).mean.detach()
+        x = vae.decode(z, y).mean.detach()
     else:
-        x = vae.sample(args.num, temperature=args.temperature, generator=torch.Generator().manual_seed(args.seed))
+        x = vae.sample(args.num, temperature=args.temperature, generator=torch.Generator().manual_seed(args.seed), y=y)
     save_images(out, x)  # (N, C, H, W)
 
 
 def cmd_evaluate(args) -> None:
     vae = ckpt.load(args.run)
-    cfg, x, _ = run_inputs(args, vae)
+    cfg, x, y = run_inputs(args, vae)
     if not 0 <= args.iw_samples <= 5000:
         raise VaekitError(f"--iw-samples must be in [0, 5000], got {args.iw_samples}")
-    result = evaluate(vae, x, iw_samples=args.iw_samples, precision=args.precision, seed=args.seed)
+    result = evaluate(vae, x, iw_samples=args.iw_samples, precision=args.precision, seed=args.seed, y=cond(vae, y))
     if args.quality:
         from . import quality
 
         splits = load_data(cfg.data)
         net = quality.feature_net_for(Path(args.run), splits.train_x, splits.train_y)
         n = min(len(x), 10_000)
-        samples = vae.sample(n, generator=torch.Generator().manual_seed(args.seed))
+        samples = vae.sample(n, generator=torch.Generator().manual_seed(args.seed),
+                             y=None if y is None or not vae.conditional else y[:n])
         result["frechet_classifier_distance"] = quality.frechet_distance(
             quality.feature_stats(net, samples), quality.feature_stats(net, x[:n]))
         result["frechet_feature_net"] = quality.RECIPE
@@ -158,37 +173,39 @@ def cmd_evaluate(args) -> None:
 
 def cmd_reconstruct(args) -> None:
     vae = ckpt.load(args.run)
-    _, x, _ = run_inputs(args, vae)
-    x = x[: args.num]
+    _, x, y = run_inputs(args, vae)
+    x, y = x[: args.num], cond(vae, None if y is None else y[: args.num])
     out = out_path(args, "reconstructions.png")
     if out.suffix == ".npy":
-        save_images(out, torch.stack([x, vae.reconstruct(x)], dim=1))  # (N, 2, C, H, W)
+        save_images(out, torch.stack([x, vae.reconstruct(x, y)], dim=1))  # (N, 2, C, H, W)
     else:
-        save_pairs(out, x, vae.reconstruct(x))
+        save_pairs(out, x, vae.reconstruct(x, y))
         print(f"wrote {out}")
 
 
 def cmd_interpolate(args) -> None:
     vae = ckpt.load(args.run)
-    _, x, _ = run_inputs(args, vae)
+    _, x, y = run_inputs(args, vae)
+    y = cond(vae, y)
     if len(x) < 2 * args.pairs:
         raise VaekitError(f"need {2 * args.pairs} inputs for {args.pairs} pairs, got {len(x)}")
     g = torch.Generator().manual_seed(args.seed)
     idx = torch.randperm(len(x), generator=g)[: 2 * args.pairs]
-    path = explore.interpolate(vae, x[idx[::2]], x[idx[1::2]], args.steps, args.spherical)  # (P, K, C, H, W)
+    ya, yb = (None, None) if y is None else (y[idx[::2]], y[idx[1::2]])
+    path = explore.interpolate(vae, x[idx[::2]], x[idx[1::2]], args.steps, args.spherical, ya, yb)  # (P, K, C, H, W)
     save_images(out_path(args, "interpolations.png"), path.flatten(0, 1), nrow=args.steps)
 
 
 def cmd_manifold(args) -> None:
     vae = ckpt.load(args.run)
-    x = explore.manifold(vae, args.grid, args.span, tuple(args.dims))
+    x = explore.manifold(vae, args.grid, args.span, tuple(args.dims), label=args.label or 0)
     save_images(out_path(args, "manifold.png"), x, nrow=args.grid)
 
 
 def cmd_latents(args) -> None:
     vae = ckpt.load(args.run)
     _, x, y = run_inputs(args, vae)
-    mu, _ = explore.embed(vae, x[: args.num])
+    mu, _ = explore.embed(vae, x[: args.num], y=cond(vae, None if y is None else y[: args.num]))
     points = explore.project_2d(mu.numpy(), args.projection)
     how = "latent space" if vae.latent_dim <= 2 else f"{args.projection.upper()} of {vae.latent_dim}-D posterior means"
     out = out_path(args, "latents.png")
@@ -199,7 +216,7 @@ def cmd_latents(args) -> None:
 def cmd_encode(args) -> None:
     vae = ckpt.load(args.run)
     _, x, y = run_inputs(args, vae)
-    mu, logvar = explore.embed(vae, x)
+    mu, logvar = explore.embed(vae, x, y=cond(vae, y))
     out = out_path(args, "embeddings.npy")
     if out.suffix == ".csv":
         import csv
@@ -224,13 +241,15 @@ def cmd_encode(args) -> None:
 def cmd_anomaly(args) -> None:
     vae = ckpt.load(args.run)
     cfg, x, y = run_inputs(args, vae)
-    scores = anomaly.score(vae, x, args.score, num_samples=args.num_samples)
+    scores = anomaly.score(vae, x, args.score, num_samples=args.num_samples, y=cond(vae, y))
     if args.normal_data:
         normal_cfg = cfg.override({"data.name": args.normal_data})
-        normal_x, _ = load_inputs(normal_cfg.data)
+        normal_x, normal_y = load_inputs(normal_cfg.data)
     else:  # the run's validation split: held out from training, never an excluded class
-        normal_x = load_data(ckpt.load_config_of(Path(args.run)).override({"data.data_dir": args.data_dir}).data).val_x
-    threshold = anomaly.threshold_at(anomaly.score(vae, normal_x, args.score, num_samples=args.num_samples), args.fpr)
+        splits = load_data(ckpt.load_config_of(Path(args.run)).override({"data.data_dir": args.data_dir}).data)
+        normal_x, normal_y = splits.val_x, splits.val_y
+    normal_scores = anomaly.score(vae, normal_x, args.score, num_samples=args.num_samples, y=cond(vae, normal_y))
+    threshold = anomaly.threshold_at(normal_scores, args.fpr)
     classes = args.anomaly_classes if args.anomaly_classes is not None else cfg.data.exclude_classes
     is_anomaly = np.isin(y.numpy(), classes) if (y is not None and classes) else None
     summary = {"score": args.score, "target_fpr": args.fpr, "anomaly_classes": classes,
@@ -276,6 +295,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--activation", choices=["relu", "tanh", "elu", "gelu"])
     p.add_argument("--likelihood", choices=["bernoulli", "gaussian", "gaussian-learned", "discretized-logistic"])
     p.add_argument("--prior", choices=["normal", "mog", "vamp"])
+    p.add_argument("--num-classes", type=int, help="> 0: a conditional VAE on labels 0..N-1")
     p.add_argument("--prior-components", type=int, help="mixture components / VampPrior pseudo-inputs")
     p.add_argument("--objective", choices=["elbo", "iwae"])
     p.add_argument("--iw-samples", type=int, help="importance samples of the IWAE objective")
@@ -342,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=["prior", "posterior"], default="prior",
                    help="prior: z ~ p(z); posterior: a Gaussian mixture fitted to training codes")
     p.add_argument("--components", type=int, default=10, help="mixture components of the posterior sampler")
+    p.add_argument("--label", type=int, help="the class to draw (conditional VAE; default: every class in turn)")
 
     p = command("evaluate", cmd_evaluate, "test-set figures of a trained run")
     p.add_argument("--iw-samples", type=int, default=100,
@@ -363,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=int, default=15)
     p.add_argument("--span", type=float, default=4.0)
     p.add_argument("--dims", type=int, nargs=2, default=[0, 1], metavar=("I", "J"))
+    p.add_argument("--label", type=int, help="the class to decode (conditional VAE)")
 
     p = command("latents", cmd_latents, "scatter of encoded data coloured by label")
     p.add_argument("--projection", choices=["pca", "tsne"], default="pca")

@@ -52,12 +52,15 @@ class ModelConfig:
     sigma: float = 0.1  # std of the fixed-variance Gaussian likelihood
     prior: str = "normal"  # normal | mog (mixture of Gaussians) | vamp (VampPrior)
     prior_components: int = 10  # mixture components or VampPrior pseudo-inputs
+    num_classes: int = 0  # > 0: a conditional VAE on labels 0..num_classes-1
 
     def __post_init__(self):
         if not 1 <= self.latent_dim <= MAX_WIDTH:
             raise VaekitError(f"latent_dim must be in [1, {MAX_WIDTH}], got {self.latent_dim}")
         if not self.hidden or any(not 1 <= h <= MAX_WIDTH for h in self.hidden):
             raise VaekitError(f"hidden sizes must be integers in [1, {MAX_WIDTH}], got {self.hidden}")
+        if not 0 <= self.num_classes <= MAX_WIDTH:
+            raise VaekitError(f"num_classes must be in [0, {MAX_WIDTH}], got {self.num_classes}")
         if not 1 <= self.prior_components <= 10_000:
             raise VaekitError(f"prior_components must be in [1, 10000], got {self.prior_components}")
         if self.sigma <= 0:

@@ -14,11 +14,11 @@ from .errors import VaekitError
 
 
 @torch.no_grad()
-def embed(vae, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+def embed(vae, x: torch.Tensor, batch_size: int = 1000, y: torch.Tensor | None = None):
     """Posterior means and log-variances of x (N, C, H, W): two (N, D) tensors."""
     mus, logvars = [], []
-    for xb in x.split(batch_size):
-        q = vae.encode(xb)
+    for i, xb in enumerate(x.split(batch_size)):
+        q = vae.encode(xb, None if y is None else y[i * batch_size : (i + 1) * batch_size])
         mus.append(q.mean)
         logvars.append(2 * q.base_dist.scale.log())
     return torch.cat(mus), torch.cat(logvars)
@@ -37,23 +37,26 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def interpolate(vae, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10, spherical: bool = False):
+def interpolate(vae, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10, spherical: bool = False,
+                y_a: torch.Tensor | None = None, y_b: torch.Tensor | None = None):
     """Decoder means along the path between the posterior means of x_a[i] and x_b[i]:
-    (P, steps, C, H, W), the first and last steps being the two reconstructions."""
+    (P, steps, C, H, W), the first and last steps being the two reconstructions. A conditional
+    model decodes the whole path with x_a's labels."""
     if steps < 2:
         raise VaekitError(f"steps must be >= 2, got {steps}")
-    za, zb = vae.encode(x_a).mean, vae.encode(x_b).mean  # (P, D)
+    za, zb = vae.encode(x_a, y_a).mean, vae.encode(x_b, y_b).mean  # (P, D)
     t = torch.linspace(0, 1, steps, device=za.device)
     if spherical:
         z = slerp(za, zb, t)
     else:
         z = (1 - t)[None, :, None] * za[:, None] + t[None, :, None] * zb[:, None]  # (P, K, D)
-    x = vae.decode(z.reshape(-1, z.shape[-1])).mean
+    y = None if y_a is None else y_a.repeat_interleave(steps)
+    x = vae.decode(z.reshape(-1, z.shape[-1]), y).mean
     return x.reshape(len(za), steps, *x.shape[1:])
 
 
 @torch.no_grad()
-def manifold(vae, grid: int = 15, span: float = 4.0, dims: tuple[int, int] = (0, 1)) -> torch.Tensor:
+def manifold(vae, grid: int = 15, span: float = 4.0, dims: tuple[int, int] = (0, 1), label: int = 0) -> torch.Tensor:
     """Decoder means over a grid x grid lattice in [-span, span]^2 along latent axes `dims`, other
     axes at 0; row-major with the second axis decreasing downwards: (grid * grid, C, H, W)."""
     i, j = dims
@@ -63,7 +66,8 @@ def manifold(vae, grid: int = 15, span: float = 4.0, dims: tuple[int, int] = (0,
     z = torch.zeros(grid, grid, vae.latent_dim)
     z[:, :, i] = values[None, :]
     z[:, :, j] = values.flip(0)[:, None]
-    return vae.decode(z.reshape(-1, vae.latent_dim)).mean
+    y = torch.full((grid * grid,), label) if vae.conditional else None  # a conditional model: one class
+    return vae.decode(z.reshape(-1, vae.latent_dim), y).mean
 
 
 def project_2d(z: np.ndarray, method: str = "pca") -> np.ndarray:

@@ -19,7 +19,7 @@ def autocast(device: torch.device, precision: str):
 
 @torch.no_grad()
 def evaluate_terms(vae, x: torch.Tensor, num_samples: int = 1, batch_size: int = 1000,
-                   precision: str = "fp32", seed: int = 0) -> Terms:
+                   precision: str = "fp32", seed: int = 0, y: torch.Tensor | None = None) -> Terms:
     """Per-example (loss, recon, kl) for x (N, C, H, W), each (N,), averaged over `num_samples`
     posterior draws.
 
@@ -32,9 +32,10 @@ def evaluate_terms(vae, x: torch.Tensor, num_samples: int = 1, batch_size: int =
     parts = []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        for xb in x.split(batch_size):
+        for i, xb in enumerate(x.split(batch_size)):
+            yb = None if y is None else y[i * batch_size : (i + 1) * batch_size]
             with autocast(device, precision):
-                draws = [elbo(vae, xb) for _ in range(num_samples)]
+                draws = [elbo(vae, xb, y=yb) for _ in range(num_samples)]
             parts.append(torch.stack([torch.stack(d) for d in draws]).mean(0))  # (3, B)
     vae.train(was_training)
     loss, recon, kl = torch.cat(parts, dim=1) if parts else torch.zeros(3, 0)
@@ -42,9 +43,9 @@ def evaluate_terms(vae, x: torch.Tensor, num_samples: int = 1, batch_size: int =
 
 
 def evaluate_elbo(vae, x: torch.Tensor, batch_size: int = 1000, precision: str = "fp32",
-                  seed: int = 0) -> dict:
+                  seed: int = 0, y: torch.Tensor | None = None) -> dict:
     """Mean -ELBO, reconstruction and KL over x (one z per example) and bits per dimension."""
-    t = evaluate_terms(vae, x, batch_size=batch_size, precision=precision, seed=seed)
+    t = evaluate_terms(vae, x, batch_size=batch_size, precision=precision, seed=seed, y=y)
     n = len(x)
     neg_elbo, recon, kl = (t.loss.double().sum().item() / max(n, 1), t.recon.double().sum().item() / max(n, 1),
                            t.kl.double().sum().item() / max(n, 1))
@@ -63,7 +64,7 @@ def bits_per_dim(nats: float, x: torch.Tensor) -> float:
 
 @torch.inference_mode()
 def estimate_nll(vae, x: torch.Tensor, num_samples: int = 5000, batch_size: int = 100, chunk_rows: int = 50_000,
-                 precision: str = "fp32", seed: int = 0) -> torch.Tensor:
+                 precision: str = "fp32", seed: int = 0, y: torch.Tensor | None = None) -> torch.Tensor:
     """Importance-sampled -log p(x) per example (N,), with q(z|x) as proposal (Burda et al., 2015,
     eq. 10 at k = num_samples). Samples are drawn in chunks of about `chunk_rows` decoder rows and
     folded into a running log-sum-exp, so memory stays flat in num_samples."""
@@ -73,14 +74,15 @@ def estimate_nll(vae, x: torch.Tensor, num_samples: int = 5000, batch_size: int 
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed(seed)
         pz = vae.pz()
-        for xb in x.split(batch_size):
-            qz_x = vae.encode(xb)
+        for i, xb in enumerate(x.split(batch_size)):
+            yb = None if y is None else y[i * batch_size : (i + 1) * batch_size]
+            qz_x = vae.encode(xb, yb)
             per_chunk = max(1, min(num_samples, chunk_rows // len(xb)))
             total = torch.full((len(xb),), -math.inf, device=x.device, dtype=torch.float64)
             for start in range(0, num_samples, per_chunk):
                 k = min(per_chunk, num_samples - start)
                 with autocast(x.device, precision):
-                    log_px_z, log_pz, log_qz = log_weights(vae, xb, k, qz_x, pz)
+                    log_px_z, log_pz, log_qz = log_weights(vae, xb, k, qz_x, pz, yb)
                 chunk = torch.logsumexp((log_px_z + log_pz - log_qz).double(), dim=0)  # (B,)
                 total = torch.logaddexp(total, chunk)
             out.append(math.log(num_samples) - total)
@@ -89,14 +91,15 @@ def estimate_nll(vae, x: torch.Tensor, num_samples: int = 5000, batch_size: int 
 
 
 @torch.inference_mode()
-def latent_diagnostics(vae, x: torch.Tensor, batch_size: int = 1000, threshold: float = 0.01) -> dict:
+def latent_diagnostics(vae, x: torch.Tensor, batch_size: int = 1000, threshold: float = 0.01,
+                       y: torch.Tensor | None = None) -> dict:
     """Posterior-collapse diagnostics: the mean KL of each latent dimension (when the prior is a
     diagonal Gaussian), and the active units, the dimensions whose posterior mean varies across
     the data: Cov_x(E_q[z_u]) > 0.01 (Burda et al., 2015, sec. 5.2)."""
     pz = vae.pz()
     means, kls = [], []
-    for xb in x.split(batch_size):
-        qz_x = vae.encode(xb)
+    for i, xb in enumerate(x.split(batch_size)):
+        qz_x = vae.encode(xb, None if y is None else y[i * batch_size : (i + 1) * batch_size])
         means.append(qz_x.mean)
         per_dim = kl_per_dim(qz_x, pz)
         if per_dim is not None:
@@ -109,14 +112,15 @@ def latent_diagnostics(vae, x: torch.Tensor, batch_size: int = 1000, threshold: 
     }
 
 
-def evaluate(vae, x: torch.Tensor, iw_samples: int = 0, precision: str = "fp32", seed: int = 0) -> dict:
+def evaluate(vae, x: torch.Tensor, iw_samples: int = 0, precision: str = "fp32", seed: int = 0,
+             y: torch.Tensor | None = None) -> dict:
     """The test figures `vaekit evaluate` prints: -ELBO and its terms, the importance-weighted NLL
     with `iw_samples` samples (skipped at 0), bits per dimension (of the NLL when there is one),
     KL per dimension and the active units."""
-    result = evaluate_elbo(vae, x, precision=precision, seed=seed)
+    result = evaluate_elbo(vae, x, precision=precision, seed=seed, y=y)
     if iw_samples:
-        nll = estimate_nll(vae, x, iw_samples, precision=precision, seed=seed).mean().item()
+        nll = estimate_nll(vae, x, iw_samples, precision=precision, seed=seed, y=y).mean().item()
         result.update(nll=nll, iw_samples=iw_samples, bits_per_dim=bits_per_dim(nll, x))
-    diagnostics = latent_diagnostics(vae, x)
+    diagnostics = latent_diagnostics(vae, x, y=y)
     result.update(kl_per_dim=diagnostics["kl_per_dim"], active_units=diagnostics["active_units"])
     return result

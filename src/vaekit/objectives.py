@@ -39,10 +39,11 @@ def kl_per_dim(qz_x, pz) -> torch.Tensor | None:
     return None
 
 
-def elbo(vae, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0) -> Terms:
-    qz_x = vae.encode(x)
+def elbo(vae, x: torch.Tensor, beta: float = 1.0, y: torch.Tensor | None = None, free_bits: float = 0.0) -> Terms:
+    """Per-example terms of the ELBO at one z ~ q(z|x); y: labels, for a conditional VAE."""
+    qz_x = vae.encode(x, y)
     z = qz_x.rsample()  # (B, D): z = mu + sigma * eps, so gradients reach the encoder
-    recon = -vae.decode(z).log_prob(x)
+    recon = -vae.decode(z, y).log_prob(x)
     pz = vae.pz()
     kl = kl_term(qz_x, pz, z)
     penalty = kl
@@ -53,18 +54,20 @@ def elbo(vae, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0) -> Ter
     return Terms(recon + beta * penalty, recon, kl)
 
 
-def log_weights(vae, x: torch.Tensor, num_samples: int, qz_x=None, pz=None):
+def log_weights(vae, x: torch.Tensor, num_samples: int, qz_x=None, pz=None, y: torch.Tensor | None = None):
     """log p(x|z_k), log p(z_k) and log q(z_k|x) for z_k ~ q(z|x), k < num_samples: each (K, B)."""
-    qz_x = qz_x if qz_x is not None else vae.encode(x)
+    qz_x = qz_x if qz_x is not None else vae.encode(x, y)
     pz = pz if pz is not None else vae.pz()
     z = qz_x.rsample((num_samples,))  # (K, B, D)
-    out = vae.decoder(z.flatten(0, 1)).float()  # (K * B, C', H, W)
+    c = vae.condition(y)
+    c = None if c is None else c.repeat(num_samples, 1)  # (K * B, classes), matching z's rows
+    out = vae.decoder(z.flatten(0, 1), c).float()  # (K * B, C', H, W)
     px_z = vae.likelihood(out.view(num_samples, len(x), *out.shape[1:]))  # batch (K, B)
     return px_z.log_prob(x), pz.log_prob(z), qz_x.log_prob(z)
 
 
-def iwae(vae, x: torch.Tensor, beta: float = 1.0, num_samples: int = 5) -> Terms:
-    log_px_z, log_pz, log_qz = log_weights(vae, x, num_samples)
+def iwae(vae, x: torch.Tensor, beta: float = 1.0, y: torch.Tensor | None = None, num_samples: int = 5) -> Terms:
+    log_px_z, log_pz, log_qz = log_weights(vae, x, num_samples, y=y)
     log_w = log_px_z + beta * (log_pz - log_qz)  # (K, B)
     bound = torch.logsumexp(log_w, dim=0) - math.log(num_samples)
     return Terms(-bound, -log_px_z.mean(0), (log_qz - log_pz).mean(0))

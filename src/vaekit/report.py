@@ -14,7 +14,7 @@ import torch
 from . import checkpoint as ckpt
 from . import explore
 from .data import load_data
-from .metrics import evaluate_elbo
+from .metrics import evaluate
 from .plotting import auto_scale, image_grid, png_bytes, save_scatter
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -56,29 +56,39 @@ def write_report(run_dir: Path, out: Path, data_dir: str | None = None) -> None:
     records = ckpt.read_metrics(run_dir)
     sections = []
 
-    sections.append("<h2>Test figures</h2>" + table(evaluate_elbo(vae, test_x)) +
-                    "<p>Per example, in nats (one posterior sample each); bits/dim divides by the pixel count and ln 2.</p>")
+    cond = (lambda y: y) if vae.conditional else (lambda y: None)
+    figures = evaluate(vae, test_x, iw_samples=100, y=cond(test_y))
+    kl_dims = figures.pop("kl_per_dim")
+    sections.append("<h2>Test figures</h2>" + table(figures) +
+                    "<p>Per example, in nats: -ELBO with one posterior sample, NLL importance-weighted with "
+                    "100 samples; bits/dim divides the NLL by the pixel count and ln 2; active units have "
+                    "Cov_x(E_q[z]) &gt; 0.01.</p>"
+                    + ("" if kl_dims is None else "<p>KL per latent dimension: "
+                       + " ".join(f"{k:.2f}" for k in kl_dims) + "</p>"))
     if (run_dir / "curves.png").exists():
         sections.append("<h2>Training</h2>" + figure(file_uri(run_dir / "curves.png"),
                                                      f"Loss per epoch over {len(records)} epochs"))
 
     g = torch.Generator().manual_seed(0)
-    mu, _ = explore.embed(vae, splits.train_x[:10_000])
+    mu, _ = explore.embed(vae, splits.train_x[:10_000], y=cond(None if splits.train_y is None else splits.train_y[:10_000]))
     sampler = explore.PosteriorSampler(10).fit(mu)
-    sections.append("<h2>Samples</h2>" + figure(grid_uri(vae.sample(64, generator=g)), "64 draws z ~ p(z) = N(0, I)")
-                    + figure(grid_uri(vae.decode(sampler.sample(64)).mean),
+    labels = torch.arange(64) % vae.cfg.num_classes if vae.conditional else None
+    sections.append("<h2>Samples</h2>" + figure(grid_uri(vae.sample(64, generator=g)), f"64 draws z ~ p(z) ({cfg.model.prior} prior)")
+                    + figure(grid_uri(vae.decode(sampler.sample(64), labels).mean),
                              "64 draws from a 10-component Gaussian mixture fitted to training posterior means"))
 
     x = test_x[:16]
-    pairs = torch.stack([x, vae.reconstruct(x)], 1).flatten(0, 1)
+    ty = cond(test_y)
+    pairs = torch.stack([x, vae.reconstruct(x, None if ty is None else ty[:16])], 1).flatten(0, 1)
     a, b = test_x[16:22], test_x[22:28]
+    ya, yb = (None, None) if ty is None else (ty[16:22], ty[22:28])
     sections.append(
         "<h2>Reconstructions and interpolations</h2>"
         + figure(grid_uri(pairs, nrow=8), "Test inputs, each followed by its reconstruction (decoder mean at the posterior mean)")
-        + figure(grid_uri(explore.interpolate(vae, a, b, 10).flatten(0, 1), nrow=10), "Linear paths between posterior means of test pairs")
-        + figure(grid_uri(explore.interpolate(vae, a, b, 10, spherical=True).flatten(0, 1), nrow=10), "Spherical paths (slerp)"))
+        + figure(grid_uri(explore.interpolate(vae, a, b, 10, False, ya, yb).flatten(0, 1), nrow=10), "Linear paths between posterior means of test pairs")
+        + figure(grid_uri(explore.interpolate(vae, a, b, 10, True, ya, yb).flatten(0, 1), nrow=10), "Spherical paths (slerp)"))
 
-    points = explore.project_2d(explore.embed(vae, test_x[:5000])[0].numpy())
+    points = explore.project_2d(explore.embed(vae, test_x[:5000], y=None if ty is None else ty[:5000])[0].numpy())
     scatter = run_dir / ".report_latents.png"
     save_scatter(scatter, points, None if test_y is None else test_y[:5000].numpy(),
                  "latent space" if vae.latent_dim <= 2 else f"PCA of {vae.latent_dim}-D posterior means")

@@ -60,8 +60,8 @@ class Objective(nn.Module):
         super().__init__()
         self.vae, self.objective = vae, objective
 
-    def forward(self, x, beta: float):
-        return self.objective(self.vae, x, beta)
+    def forward(self, x, beta: float, y=None):
+        return self.objective(self.vae, x, beta, y=y)
 
 
 @dataclass
@@ -134,6 +134,10 @@ def compiled(model: nn.Module, device: torch.device):
 def check_data(data: Splits, vae: VAE) -> None:
     if len(data.train_x) == 0:
         raise VaekitError("the training split is empty")
+    if vae.conditional and (data.train_y is None or data.val_y is None):
+        raise VaekitError("a conditional VAE (num_classes > 0) needs labelled data")
+    if vae.conditional and data.train_y.max() >= vae.cfg.num_classes:
+        raise VaekitError(f"labels reach {int(data.train_y.max())}, beyond num_classes {vae.cfg.num_classes}")
     if vae.likelihood.needs_unit_range and (data.train_x.min() < 0 or data.train_x.max() > 1):
         raise VaekitError(f"likelihood {vae.cfg.likelihood!r} needs data in [0, 1]; use --likelihood gaussian")
 
@@ -263,13 +267,15 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
         worst = torch.zeros((), device=device)  # longest such run since the last check
         skipped = torch.zeros((), device=device)  # skipped steps not yet added to state
         for idx in batches[state.epoch_step:]:
-            x = run.data.train_x[distributed.shard(idx, dist)]  # (B, C, H, W)
+            idx = distributed.shard(idx, dist)
+            x = run.data.train_x[idx]  # (B, C, H, W)
+            y = run.data.train_y[idx] if run.vae.conditional else None
             if cfg.data.binarize == "dynamic":
                 x = binarize(x, run.generator)
             if cfg.model.net == "conv" and tc.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             lr = learning_rate(state.step, total_steps, tc.lr, tc.lr_schedule, tc.warmup_steps) * state.lr_scale
-            bad, stats = train_step(run, x, lr, kl_weight(state.step, tc.beta, kl_warmup_steps), params)
+            bad, stats = train_step(run, x, y, lr, kl_weight(state.step, tc.beta, kl_warmup_steps), params)
             sums += stats
             skipped += bad
             failing = (failing + 1) * bad
@@ -308,14 +314,14 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
             raise TrainingStopped(stop["signum"], run.run_dir, state)
 
 
-def train_step(run: Run, x: torch.Tensor, lr: float, beta: float, params: list) -> tuple[torch.Tensor, torch.Tensor]:
+def train_step(run: Run, x: torch.Tensor, y, lr: float, beta: float, params: list) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step. Returns (bad, stats): bad is 1.0 where the loss or gradient was not
     finite and the update was skipped; stats is (loss sum, recon sum, kl sum, count), zero when bad.
     Both stay on the device: no host sync here."""
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     with autocast(run.device, run.precision):
-        terms = run.model(x, beta)
+        terms = run.model(x, beta, y)
     run.optimizer.zero_grad(set_to_none=True)
     loss = terms.loss.mean()
     if run.scaler:  # fp16: scaled loss; overflowing steps are the scaler's to skip, not failures
@@ -347,7 +353,8 @@ def end_epoch(run: Run, state: ckpt.TrainState, records: list[dict], sums: torch
     tc = run.cfg.train
     count = max(sums[3].item(), 1.0)
     train_loss, train_recon, train_kl = (sums[:3] / count).tolist()
-    val = evaluate_elbo(run.vae, run.data.val_x, precision=run.precision) if len(run.data.val_x) else None
+    val_y = run.data.val_y if run.vae.conditional else None
+    val = evaluate_elbo(run.vae, run.data.val_x, precision=run.precision, y=val_y) if len(run.data.val_x) else None
     val_loss = val["neg_elbo"] if val else train_loss
     state.epoch, state.epoch_step = state.epoch + 1, 0
     if state.best_val is None or val_loss < state.best_val:
@@ -371,7 +378,9 @@ def end_epoch(run: Run, state: ckpt.TrainState, records: list[dict], sums: torch
     ckpt.save_model(run.run_dir, run.vae, state.epoch)
     run.vae.eval()
     with torch.no_grad():
-        save_grid(run.run_dir / "samples" / f"epoch_{state.epoch:03d}.png", run.vae.decode(run.fixed_z).mean)
+        labels = torch.arange(len(run.fixed_z)) % run.vae.cfg.num_classes if run.vae.conditional else None
+        save_grid(run.run_dir / "samples" / f"epoch_{state.epoch:03d}.png",
+                  run.vae.decode(run.fixed_z, None if labels is None else labels.to(run.device)).mean)
     run.vae.train()
 
 
@@ -392,5 +401,6 @@ def write_pictures(run_dir: Path, vae: VAE, data: Splits, records: list[dict], n
     """The pictures a person looks at first: curves, prior samples, reconstructions."""
     save_curves(run_dir / "curves.png", records)
     save_grid(run_dir / "samples.png", vae.sample(num_samples, generator=torch.Generator().manual_seed(0)))
-    x = (data.test_x if len(data.test_x) else data.train_x)[:32]
-    save_pairs(run_dir / "reconstructions.png", x, vae.reconstruct(x))
+    x, y = (data.test_x, data.test_y) if len(data.test_x) else (data.train_x, data.train_y)
+    y = y[:32] if vae.conditional else None
+    save_pairs(run_dir / "reconstructions.png", x[:32], vae.reconstruct(x[:32], y))

@@ -1,11 +1,14 @@
 """The variational autoencoder (Kingma & Welling, 2014): encode -> q(z|x), decode -> p(x|z).
 
+With `num_classes` > 0 it is a conditional VAE (Sohn et al., 2015): the one-hot label y joins the
+input of both networks, q(z|x, y) and p(x|z, y), and sampling can ask for a class.
 The model holds no loss and does no I/O; objectives.py turns its distributions into the ELBO.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Independent, Normal
 
@@ -30,13 +33,16 @@ class VAE(nn.Module):
         self.cfg, self.x_shape = cfg, tuple(x_shape)
         encoder_cls, decoder_cls = pick(NETS, cfg.net, "network")
         pick(ACTIVATIONS, cfg.activation, "activation")
+        if cfg.num_classes and cfg.prior == "vamp":
+            raise VaekitError("the VampPrior's pseudo-inputs carry no labels: use prior normal or mog with num_classes")
         self.likelihood = pick(LIKELIHOODS, cfg.likelihood, "likelihood")(cfg)
         self.prior = pick(PRIORS, cfg.prior, "prior")(cfg, tuple(x_shape))
         c, h, w = self.x_shape
         out_shape = (c * self.likelihood.num_params, h, w)
+        k = cfg.num_classes
         try:
-            self.encoder = encoder_cls(self.x_shape, 2 * cfg.latent_dim, cfg.hidden, cfg.activation)
-            self.decoder = decoder_cls(cfg.latent_dim, out_shape, cfg.hidden, cfg.activation)
+            self.encoder = encoder_cls(self.x_shape, 2 * cfg.latent_dim, cfg.hidden, cfg.activation, k)
+            self.decoder = decoder_cls(cfg.latent_dim, out_shape, cfg.hidden, cfg.activation, k)
         except ValueError as e:
             raise VaekitError(f"model {cfg.net!r} cannot take data of shape {self.x_shape}: {e}") from None
 
@@ -44,25 +50,45 @@ class VAE(nn.Module):
     def latent_dim(self) -> int:
         return self.cfg.latent_dim
 
-    def encode(self, x: torch.Tensor) -> Independent:
-        """q(z|x) = N(mu(x), diag sigma^2(x)) for x of shape (B, C, H, W); event shape (D,)."""
-        mu, logvar = self.encoder(x).float().chunk(2, dim=-1)  # (B, D) each
+    @property
+    def conditional(self) -> bool:
+        return self.cfg.num_classes > 0
+
+    def condition(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        """Labels (B,) -> one-hot (B, K) for a conditional model; None for an unconditional one."""
+        if not self.conditional:
+            return None
+        if y is None:
+            raise VaekitError("this is a conditional VAE: it needs the labels of its inputs")
+        if y.min() < 0 or y.max() >= self.cfg.num_classes:
+            raise VaekitError(f"labels must lie in [0, {self.cfg.num_classes - 1}]")
+        return F.one_hot(y.long(), self.cfg.num_classes).float()
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Independent:
+        """q(z|x[, y]) = N(mu, diag sigma^2) for x of shape (B, C, H, W); event shape (D,)."""
+        mu, logvar = self.encoder(x, self.condition(y)).float().chunk(2, dim=-1)  # (B, D) each
         return Independent(Normal(mu, (0.5 * logvar).exp(), validate_args=False), 1)
 
-    def decode(self, z: torch.Tensor):
-        """p(x|z) for z of shape (B, D); event shape (C, H, W)."""
-        return self.likelihood(self.decoder(z).float())
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None):
+        """p(x|z[, y]) for z of shape (B, D); event shape (C, H, W)."""
+        return self.likelihood(self.decoder(z, self.condition(y)).float())
 
     def pz(self):
         """p(z), event shape (D,); the VampPrior encodes its pseudo-inputs, hence `encode`."""
         return self.prior(self.encode)
 
     @torch.no_grad()
-    def sample(self, num: int, temperature: float = 1.0, generator: torch.Generator | None = None):
-        """Decoder means of `num` draws z ~ p(z), the prior's spread scaled by `temperature`: (N, C, H, W)."""
-        return self.decode(self.prior.sample(num, temperature, generator, self.encode)).mean
+    def sample(self, num: int, temperature: float = 1.0, generator: torch.Generator | None = None,
+               y: torch.Tensor | None = None):
+        """Decoder means of `num` draws z ~ p(z), the prior's spread scaled by `temperature`:
+        (N, C, H, W). A conditional model draws class y (N,), or every class in turn if y is None."""
+        if self.conditional and y is None:
+            y = torch.arange(num) % self.cfg.num_classes
+        if y is not None:
+            y = y.to(next(self.parameters()).device)
+        return self.decode(self.prior.sample(num, temperature, generator, self.encode), y).mean
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Decoder mean at the posterior mean: (B, C, H, W)."""
-        return self.decode(self.encode(x).mean).mean
+        return self.decode(self.encode(x, y).mean, y).mean
