@@ -135,3 +135,16 @@ def test_sample_quality_distance_ranks_real_trained_untrained(trained, digits):
     good = quality.frechet_distance(quality.feature_stats(net, trained.sample(n, generator=g)), reference)
     bad = quality.frechet_distance(quality.feature_stats(net, untrained.sample(n, generator=g)), reference)
     assert real < good / 2 and good < bad / 2, (real, good, bad)
+
+
+def test_two_stochastic_layers_train_and_their_bounds_order(tmp_path, digits):
+    cfg = small_config(epochs=10, lr=3e-3)
+    cfg.model.hidden, cfg.model.latent_dim, cfg.model.activation = [64, 64], 8, "tanh"
+    cfg.model.prior, cfg.model.top_latent_dim, cfg.model.top_hidden = "hierarchical", 4, [32]
+    vae = vaekit.train(cfg, tmp_path / "run", data=digits, progress=False)
+    records = vaekit.checkpoint.read_metrics(tmp_path / "run")
+    assert records[-1]["val_neg_elbo"] < records[0]["val_neg_elbo"] - 1
+    x = digits.test_x[:200]
+    nll = {k: estimate_nll(vae, x, num_samples=k, seed=1).mean().item() for k in (1, 30, 300)}
+    assert nll[1] > nll[30] > nll[300]
+    assert vaekit.load(tmp_path / "run").sample(5).shape == (5, 1, 8, 8)

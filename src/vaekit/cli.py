@@ -45,7 +45,8 @@ TRAIN_FLAGS = {
     "max_train": "data.max_train",
     "model": "model.net", "latent_dim": "model.latent_dim", "hidden": "model.hidden",
     "activation": "model.activation", "likelihood": "model.likelihood", "sigma": "model.sigma",
-    "prior": "model.prior", "prior_components": "model.prior_components", "num_classes": "model.num_classes", "objective": "train.objective",
+    "prior": "model.prior", "prior_components": "model.prior_components", "num_classes": "model.num_classes",
+    "top_latent_dim": "model.top_latent_dim", "top_hidden": "model.top_hidden", "objective": "train.objective",
     "iw_samples": "train.iw_samples", "free_bits": "train.free_bits",
     "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
     "lr_schedule": "train.lr_schedule", "beta": "train.beta", "kl_warmup": "train.kl_warmup_epochs",
@@ -294,7 +295,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", type=int_list, help="layer sizes, e.g. 400 or 512,256")
     p.add_argument("--activation", choices=["relu", "tanh", "elu", "gelu"])
     p.add_argument("--likelihood", choices=["bernoulli", "gaussian", "gaussian-learned", "discretized-logistic"])
-    p.add_argument("--prior", choices=["normal", "mog", "vamp"])
+    p.add_argument("--prior", choices=["normal", "mog", "vamp", "hierarchical"])
+    p.add_argument("--top-latent-dim", type=int, help="hierarchical: size of the second stochastic layer")
+    p.add_argument("--top-hidden", type=int_list, help="hierarchical: hidden sizes between the two layers")
     p.add_argument("--num-classes", type=int, help="> 0: a conditional VAE on labels 0..N-1")
     p.add_argument("--prior-components", type=int, help="mixture components / VampPrior pseudo-inputs")
     p.add_argument("--objective", choices=["elbo", "iwae"])

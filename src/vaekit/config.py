@@ -50,8 +50,10 @@ class ModelConfig:
     activation: str = "relu"  # relu | tanh | elu | gelu
     likelihood: str = "bernoulli"  # bernoulli | gaussian | gaussian-learned
     sigma: float = 0.1  # std of the fixed-variance Gaussian likelihood
-    prior: str = "normal"  # normal | mog (mixture of Gaussians) | vamp (VampPrior)
+    prior: str = "normal"  # normal | mog (mixture of Gaussians) | vamp (VampPrior) | hierarchical
     prior_components: int = 10  # mixture components or VampPrior pseudo-inputs
+    top_latent_dim: int = 50  # hierarchical: the second stochastic layer z2
+    top_hidden: list[int] = field(default_factory=lambda: [50, 50])  # hierarchical: z1 <-> z2 layers
     num_classes: int = 0  # > 0: a conditional VAE on labels 0..num_classes-1
 
     def __post_init__(self):
@@ -59,6 +61,8 @@ class ModelConfig:
             raise VaekitError(f"latent_dim must be in [1, {MAX_WIDTH}], got {self.latent_dim}")
         if not self.hidden or any(not 1 <= h <= MAX_WIDTH for h in self.hidden):
             raise VaekitError(f"hidden sizes must be integers in [1, {MAX_WIDTH}], got {self.hidden}")
+        if not 1 <= self.top_latent_dim <= MAX_WIDTH or any(not 1 <= h <= MAX_WIDTH for h in self.top_hidden):
+            raise VaekitError(f"top_latent_dim and top_hidden must be integers in [1, {MAX_WIDTH}]")
         if not 0 <= self.num_classes <= MAX_WIDTH:
             raise VaekitError(f"num_classes must be in [0, {MAX_WIDTH}], got {self.num_classes}")
         if not 1 <= self.prior_components <= 10_000:

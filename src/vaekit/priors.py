@@ -2,7 +2,9 @@
 
 Richer priors fight the mismatch between the aggregate posterior and N(0, I): a learned mixture
 of Gaussians, and the VampPrior (Tomczak & Welling, 2018), a mixture of the encoder's own
-posteriors at K learned pseudo-inputs. Their KL has no closed form; objectives.kl_term then uses
+posteriors at K learned pseudo-inputs, and a second stochastic layer (Burda et al., 2015): p(z1) =
+int p(z1|z2) p(z2) dz2 with its own inference network q(z2|z1), which makes the VAE the
+two-stochastic-layer model x <- z1 <- z2. Their KL has no closed form; objectives.kl_term then uses
 the one-sample Monte Carlo estimate.
 """
 
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
+from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
+
+from .nets import mlp
 
 
 class StandardNormal(nn.Module):
@@ -76,8 +80,56 @@ class VampPrior(nn.Module):
         return sample_mixture(self(encode), num, temperature, generator)
 
 
+def diagonal_gaussian(net: nn.Module, h: torch.Tensor) -> Independent:
+    """N(mu, diag sigma^2) from a net whose output is [mu, log sigma^2] over the last axis;
+    leading axes are flattened for the net and restored."""
+    out = net(h.reshape(-1, h.shape[-1])).float()
+    mu, logvar = out.view(*h.shape[:-1], out.shape[-1]).chunk(2, dim=-1)
+    return Independent(Normal(mu, (0.5 * logvar).exp(), validate_args=False), 1)
+
+
+class TwoLayerPrior(Distribution):
+    """p(z1) of the two-layer model. log_prob is the one-sample importance estimate
+    log p(z1|z2) + log p(z2) - log q(z2|z1), z2 ~ q(z2|z1): plugged into the ELBO or the IWAE
+    weights it gives exactly the two-layer model's bounds (Burda et al., 2015, sec. 3)."""
+
+    arg_constraints = {}
+
+    def __init__(self, module: "HierarchicalPrior"):
+        self.module = module
+        super().__init__(event_shape=torch.Size([module.latent_dim]), validate_args=False)
+
+    def log_prob(self, z1):
+        m = self.module
+        q2 = diagonal_gaussian(m.up, z1)
+        z2 = q2.rsample()
+        return diagonal_gaussian(m.down, z2).log_prob(z1) + m.top().log_prob(z2) - q2.log_prob(z2)
+
+
+class HierarchicalPrior(nn.Module):
+    """z2 ~ N(0, I) of `top_dim`; p(z1|z2) and q(z2|z1) are MLPs with `hidden` units each."""
+
+    def __init__(self, latent_dim: int, top_dim: int, hidden: list[int], activation: str):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.up = mlp([latent_dim, *hidden, 2 * top_dim], activation)  # q(z2|z1)
+        self.down = mlp([top_dim, *reversed(hidden), 2 * latent_dim], activation)  # p(z1|z2)
+        self.top = StandardNormal(top_dim)
+
+    def forward(self, encode=None):
+        return TwoLayerPrior(self)
+
+    def sample(self, num: int, temperature: float, generator, encode=None):
+        z2 = self.top.sample(num, temperature, generator)
+        p1 = diagonal_gaussian(self.down, z2).base_dist
+        eps = torch.randn(num, self.latent_dim, generator=generator).to(z2.device)
+        return p1.loc + temperature * p1.scale * eps  # (N, D)
+
+
 PRIORS = {
     "normal": lambda cfg, x_shape: StandardNormal(cfg.latent_dim),
     "mog": lambda cfg, x_shape: GaussianMixture(cfg.latent_dim, cfg.prior_components),
     "vamp": lambda cfg, x_shape: VampPrior(cfg.latent_dim, cfg.prior_components, x_shape),
+    "hierarchical": lambda cfg, x_shape: HierarchicalPrior(cfg.latent_dim, cfg.top_latent_dim, cfg.top_hidden,
+                                                          cfg.activation),
 }
