@@ -138,8 +138,8 @@ def test_sample_quality_distance_ranks_real_trained_untrained(trained, digits):
 
 
 def test_two_stochastic_layers_train_and_their_bounds_order(tmp_path, digits):
-    cfg = small_config(epochs=10, lr=3e-3)
-    cfg.model.hidden, cfg.model.latent_dim, cfg.model.activation = [64, 64], 8, "tanh"
+    cfg = small_config(epochs=15, lr=3e-3, kl_warmup_epochs=5)
+    cfg.model.hidden, cfg.model.latent_dim = [128], 8
     cfg.model.prior, cfg.model.top_latent_dim, cfg.model.top_hidden = "hierarchical", 4, [32]
     vae = vaekit.train(cfg, tmp_path / "run", data=digits, progress=False)
     records = vaekit.checkpoint.read_metrics(tmp_path / "run")
