@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -21,8 +21,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+DATA_DIR ?= $(or $(VAEKIT_DATA_DIR),../shared/data)
+
 bench: $(STAMP)
-	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/train_speed.py --data-dir $(DATA_DIR)
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info
