@@ -8,7 +8,7 @@ from torch.distributions import Independent, Normal
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.likelihoods import LIKELIHOODS
 from vaekit.nets import NETS
-from vaekit.objectives import OBJECTIVES, elbo, kl_term
+from vaekit.objectives import OBJECTIVES, kl_term
 from vaekit.priors import PRIORS
 from vaekit.vae import VAE
 from vaekit.errors import VaekitError
