@@ -20,7 +20,7 @@ from .data import load_data, load_inputs
 from .errors import VaekitError
 from .metrics import evaluate
 from .plotting import save_grid, save_histogram, save_pairs, save_scatter
-from .train import TrainingStopped
+from .train import TrainingStopped, train
 
 
 def int_list(text: str) -> list[int]:
@@ -58,8 +58,6 @@ TRAIN_FLAGS = {
 
 
 def cmd_train(args) -> None:
-    from .train import train
-
     if args.resume:
         run_dir = Path(args.resume)
         cfg = ckpt.load_config_of(run_dir)
