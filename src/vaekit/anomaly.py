@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .data import batches
 from .errors import VaekitError
 from .metrics import evaluate_terms
 
@@ -27,8 +28,7 @@ def score(vae, x: torch.Tensor, kind: str = "neg_elbo", num_samples: int = 10, s
     if kind == "neg_elbo":
         return evaluate_terms(vae, x, num_samples=num_samples, seed=seed, y=y).loss.cpu().numpy()
     if kind == "recon_error":
-        ys = [None] * len(x.split(1000)) if y is None else y.split(1000)
-        out = [((vae.reconstruct(xb, yb) - xb) ** 2).flatten(1).sum(1) for xb, yb in zip(x.split(1000), ys)]
+        out = [((vae.reconstruct(xb, yb) - xb) ** 2).flatten(1).sum(1) for xb, yb in batches(x, y, 1000)]
         return torch.cat(out).cpu().numpy()
     raise VaekitError(f"unknown score {kind!r}; choose from {', '.join(SCORES)}")
 

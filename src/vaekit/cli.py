@@ -114,17 +114,13 @@ def run_inputs(args, vae):
     return cfg, x, y
 
 
-def cond(vae, y):
-    """The labels a conditional model takes; None for an unconditional one."""
-    return y if vae.conditional else None
-
 
 def posterior_sampler(args, vae, num_components: int) -> explore.PosteriorSampler:
     """A Gaussian mixture over the posterior means of (up to 10,000) training examples."""
     cfg = ckpt.load_config_of(Path(args.run)).override({"data.data_dir": getattr(args, "data_dir", None)})
     splits = load_data(cfg.data)
     y = None if splits.train_y is None else splits.train_y[:10_000]
-    mu, _ = explore.embed(vae, splits.train_x[:10_000], y=cond(vae, y))
+    mu, _ = explore.embed(vae, splits.train_x[:10_000], y=vae.labels_for(y))
     return explore.PosteriorSampler(num_components, seed=args.seed).fit(mu)
 
 
@@ -149,7 +145,7 @@ def cmd_evaluate(args) -> None:
     cfg, x, y = run_inputs(args, vae)
     if not 0 <= args.iw_samples <= 5000:
         raise VaekitError(f"--iw-samples must be in [0, 5000], got {args.iw_samples}")
-    result = evaluate(vae, x, iw_samples=args.iw_samples, precision=args.precision, seed=args.seed, y=cond(vae, y))
+    result = evaluate(vae, x, iw_samples=args.iw_samples, precision=args.precision, seed=args.seed, y=vae.labels_for(y))
     if args.quality:
         from . import quality
 
@@ -173,7 +169,7 @@ def cmd_evaluate(args) -> None:
 def cmd_reconstruct(args) -> None:
     vae = ckpt.load(args.run)
     _, x, y = run_inputs(args, vae)
-    x, y = x[: args.num], cond(vae, None if y is None else y[: args.num])
+    x, y = x[: args.num], vae.labels_for(None if y is None else y[: args.num])
     out = out_path(args, "reconstructions.png")
     if out.suffix == ".npy":
         save_images(out, torch.stack([x, vae.reconstruct(x, y)], dim=1))  # (N, 2, C, H, W)
@@ -185,7 +181,7 @@ def cmd_reconstruct(args) -> None:
 def cmd_interpolate(args) -> None:
     vae = ckpt.load(args.run)
     _, x, y = run_inputs(args, vae)
-    y = cond(vae, y)
+    y = vae.labels_for(y)
     if len(x) < 2 * args.pairs:
         raise VaekitError(f"need {2 * args.pairs} inputs for {args.pairs} pairs, got {len(x)}")
     g = torch.Generator().manual_seed(args.seed)
@@ -204,7 +200,7 @@ def cmd_manifold(args) -> None:
 def cmd_latents(args) -> None:
     vae = ckpt.load(args.run)
     _, x, y = run_inputs(args, vae)
-    mu, _ = explore.embed(vae, x[: args.num], y=cond(vae, None if y is None else y[: args.num]))
+    mu, _ = explore.embed(vae, x[: args.num], y=vae.labels_for(None if y is None else y[: args.num]))
     points = explore.project_2d(mu.numpy(), args.projection)
     how = "latent space" if vae.latent_dim <= 2 else f"{args.projection.upper()} of {vae.latent_dim}-D posterior means"
     out = out_path(args, "latents.png")
@@ -215,7 +211,7 @@ def cmd_latents(args) -> None:
 def cmd_encode(args) -> None:
     vae = ckpt.load(args.run)
     _, x, y = run_inputs(args, vae)
-    mu, logvar = explore.embed(vae, x, y=cond(vae, y))
+    mu, logvar = explore.embed(vae, x, y=vae.labels_for(y))
     out = out_path(args, "embeddings.npy")
     if out.suffix == ".csv":
         import csv
@@ -240,14 +236,14 @@ def cmd_encode(args) -> None:
 def cmd_anomaly(args) -> None:
     vae = ckpt.load(args.run)
     cfg, x, y = run_inputs(args, vae)
-    scores = anomaly.score(vae, x, args.score, num_samples=args.num_samples, y=cond(vae, y))
+    scores = anomaly.score(vae, x, args.score, num_samples=args.num_samples, y=vae.labels_for(y))
     if args.normal_data:
         normal_cfg = cfg.override({"data.name": args.normal_data})
         normal_x, normal_y = load_inputs(normal_cfg.data)
     else:  # the run's validation split: held out from training, never an excluded class
         splits = load_data(ckpt.load_config_of(Path(args.run)).override({"data.data_dir": args.data_dir}).data)
         normal_x, normal_y = splits.val_x, splits.val_y
-    normal_scores = anomaly.score(vae, normal_x, args.score, num_samples=args.num_samples, y=cond(vae, normal_y))
+    normal_scores = anomaly.score(vae, normal_x, args.score, num_samples=args.num_samples, y=vae.labels_for(normal_y))
     threshold = anomaly.threshold_at(normal_scores, args.fpr)
     classes = args.anomaly_classes if args.anomaly_classes is not None else cfg.data.exclude_classes
     is_anomaly = np.isin(y.numpy(), classes) if (y is not None and classes) else None

@@ -359,6 +359,12 @@ def load_inputs(cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
     return x, y
 
 
+def batches(x: torch.Tensor, y: torch.Tensor | None, batch_size: int):
+    """Consecutive (x, y) batches for evaluation; y stays None when there are no labels."""
+    for start in range(0, len(x), batch_size):
+        yield x[start : start + batch_size], None if y is None else y[start : start + batch_size]
+
+
 def batch_indices(n: int, batch_size: int, generator: torch.Generator, device) -> list[torch.Tensor]:
     """One epoch's mini-batches as index tensors over a fresh permutation (the last may be short)."""
     perm = torch.randperm(n, generator=generator, device=device)

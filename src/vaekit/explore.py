@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .data import batches
 from .errors import VaekitError
 
 
@@ -17,8 +18,8 @@ from .errors import VaekitError
 def embed(vae, x: torch.Tensor, batch_size: int = 1000, y: torch.Tensor | None = None):
     """Posterior means and log-variances of x (N, C, H, W): two (N, D) tensors."""
     mus, logvars = [], []
-    for i, xb in enumerate(x.split(batch_size)):
-        q = vae.encode(xb, None if y is None else y[i * batch_size : (i + 1) * batch_size])
+    for xb, yb in batches(x, y, batch_size):
+        q = vae.encode(xb, yb)
         mus.append(q.mean)
         logvars.append(2 * q.base_dist.scale.log())
     return torch.cat(mus), torch.cat(logvars)

@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from .data import batches
 from .objectives import Terms, elbo, kl_per_dim, log_weights
 
 
@@ -32,8 +33,7 @@ def evaluate_terms(vae, x: torch.Tensor, num_samples: int = 1, batch_size: int =
     parts = []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        for i, xb in enumerate(x.split(batch_size)):
-            yb = None if y is None else y[i * batch_size : (i + 1) * batch_size]
+        for xb, yb in batches(x, y, batch_size):
             with autocast(device, precision):
                 draws = [elbo(vae, xb, y=yb) for _ in range(num_samples)]
             parts.append(torch.stack([torch.stack(d) for d in draws]).mean(0))  # (3, B)
@@ -74,8 +74,7 @@ def estimate_nll(vae, x: torch.Tensor, num_samples: int = 5000, batch_size: int 
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed(seed)
         pz = vae.pz()
-        for i, xb in enumerate(x.split(batch_size)):
-            yb = None if y is None else y[i * batch_size : (i + 1) * batch_size]
+        for xb, yb in batches(x, y, batch_size):
             qz_x = vae.encode(xb, yb)
             per_chunk = max(1, min(num_samples, chunk_rows // len(xb)))
             total = torch.full((len(xb),), -math.inf, device=x.device, dtype=torch.float64)
@@ -98,8 +97,8 @@ def latent_diagnostics(vae, x: torch.Tensor, batch_size: int = 1000, threshold: 
     the data: Cov_x(E_q[z_u]) > 0.01 (Burda et al., 2015, sec. 5.2)."""
     pz = vae.pz()
     means, kls = [], []
-    for i, xb in enumerate(x.split(batch_size)):
-        qz_x = vae.encode(xb, None if y is None else y[i * batch_size : (i + 1) * batch_size])
+    for xb, yb in batches(x, y, batch_size):
+        qz_x = vae.encode(xb, yb)
         means.append(qz_x.mean)
         per_dim = kl_per_dim(qz_x, pz)
         if per_dim is not None:

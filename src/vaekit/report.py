@@ -56,8 +56,7 @@ def write_report(run_dir: Path, out: Path, data_dir: str | None = None) -> None:
     records = ckpt.read_metrics(run_dir)
     sections = []
 
-    cond = (lambda y: y) if vae.conditional else (lambda y: None)
-    figures = evaluate(vae, test_x, iw_samples=100, y=cond(test_y))
+    figures = evaluate(vae, test_x, iw_samples=100, y=vae.labels_for(test_y))
     kl_dims = figures.pop("kl_per_dim")
     sections.append("<h2>Test figures</h2>" + table(figures) +
                     "<p>Per example, in nats: -ELBO with one posterior sample, NLL importance-weighted with "
@@ -70,7 +69,7 @@ def write_report(run_dir: Path, out: Path, data_dir: str | None = None) -> None:
                                                      f"Loss per epoch over {len(records)} epochs"))
 
     g = torch.Generator().manual_seed(0)
-    mu, _ = explore.embed(vae, splits.train_x[:10_000], y=cond(None if splits.train_y is None else splits.train_y[:10_000]))
+    mu, _ = explore.embed(vae, splits.train_x[:10_000], y=vae.labels_for(None if splits.train_y is None else splits.train_y[:10_000]))
     sampler = explore.PosteriorSampler(10).fit(mu)
     labels = torch.arange(64) % vae.cfg.num_classes if vae.conditional else None
     sections.append("<h2>Samples</h2>" + figure(grid_uri(vae.sample(64, generator=g)), f"64 draws z ~ p(z) ({cfg.model.prior} prior)")
@@ -78,7 +77,7 @@ def write_report(run_dir: Path, out: Path, data_dir: str | None = None) -> None:
                              "64 draws from a 10-component Gaussian mixture fitted to training posterior means"))
 
     x = test_x[:16]
-    ty = cond(test_y)
+    ty = vae.labels_for(test_y)
     pairs = torch.stack([x, vae.reconstruct(x, None if ty is None else ty[:16])], 1).flatten(0, 1)
     a, b = test_x[16:22], test_x[22:28]
     ya, yb = (None, None) if ty is None else (ty[16:22], ty[22:28])

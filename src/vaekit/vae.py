@@ -54,6 +54,10 @@ class VAE(nn.Module):
     def conditional(self) -> bool:
         return self.cfg.num_classes > 0
 
+    def labels_for(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        """The labels this model takes: y for a conditional model, None for an unconditional one."""
+        return y if self.conditional else None
+
     def condition(self, y: torch.Tensor | None) -> torch.Tensor | None:
         """Labels (B,) -> one-hot (B, K) for a conditional model; None for an unconditional one."""
         if not self.conditional:
