@@ -73,11 +73,15 @@ def pyplot():
     return plt
 
 
-def save_figure(path: Path, fig) -> Path:
+def figure_png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     pyplot().close(fig)
-    atomic_write(Path(path), buf.getvalue())
+    return buf.getvalue()
+
+
+def save_figure(path: Path, fig) -> Path:
+    atomic_write(Path(path), figure_png(fig))
     return Path(path)
 
 
@@ -102,6 +106,10 @@ def save_curves(path: Path, records: list[dict]) -> Path:
 
 
 def save_scatter(path: Path, points: np.ndarray, labels: np.ndarray | None, title: str) -> Path:
+    return save_figure(path, scatter_figure(points, labels, title))
+
+
+def scatter_figure(points: np.ndarray, labels: np.ndarray | None, title: str):
     """(N, 2) points, coloured by integer label when there are labels."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
@@ -113,7 +121,7 @@ def save_scatter(path: Path, points: np.ndarray, labels: np.ndarray | None, titl
         fig.colorbar(sc, ax=ax, label="label", ticks=np.unique(labels)[:20])
     ax.set_title(title)
     fig.tight_layout()
-    return save_figure(path, fig)
+    return fig
 
 
 def save_histogram(path: Path, scores: np.ndarray, is_anomaly: np.ndarray | None, threshold: float,

@@ -15,7 +15,7 @@ from . import checkpoint as ckpt
 from . import explore
 from .data import load_data
 from .metrics import evaluate
-from .plotting import auto_scale, image_grid, png_bytes, save_scatter
+from .plotting import auto_scale, figure_png, image_grid, png_bytes, scatter_figure
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{margin-bottom:.2em}section{margin:2em 0}figure{display:inline-block;margin:0 1.5em 1em 0;vertical-align:top}
@@ -88,14 +88,12 @@ def write_report(run_dir: Path, out: Path, data_dir: str | None = None) -> None:
         + figure(grid_uri(explore.interpolate(vae, a, b, 10, True, ya, yb).flatten(0, 1), nrow=10), "Spherical paths (slerp)"))
 
     points = explore.project_2d(explore.embed(vae, test_x[:5000], y=None if ty is None else ty[:5000])[0].numpy())
-    scatter = run_dir / ".report_latents.png"
-    save_scatter(scatter, points, None if test_y is None else test_y[:5000].numpy(),
-                 "latent space" if vae.latent_dim <= 2 else f"PCA of {vae.latent_dim}-D posterior means")
+    scatter = figure_png(scatter_figure(points, None if test_y is None else test_y[:5000].numpy(),
+                                        "latent space" if vae.latent_dim <= 2 else f"PCA of {vae.latent_dim}-D posterior means"))
     sections.append("<h2>Latent space</h2>"
                     + figure(grid_uri(explore.manifold(vae, 15, 3.0), nrow=15),
                              "Decoded grid over latent axes 0 and 1 in [-3, 3]^2, other axes at 0")
-                    + figure(file_uri(scatter), "Encoded test data coloured by label"))
-    scatter.unlink()
+                    + figure(data_uri(scatter), "Encoded test data coloured by label"))
 
     anomaly_json = run_dir / "anomaly.json"
     if anomaly_json.exists():

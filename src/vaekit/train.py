@@ -245,7 +245,7 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
     steps_per_epoch = math.ceil(n / tc.batch_size)
     total_steps = tc.epochs * steps_per_epoch
     kl_warmup_steps = round(tc.kl_warmup_epochs * steps_per_epoch)
-    params = [p for p in run.vae.parameters()]
+    params = list(run.vae.parameters())
     last_save = time.monotonic()
 
     run.vae.train()
