@@ -37,12 +37,13 @@ def test_saved_run_reloads_to_identical_outputs(tmp_path, digits):
 
 @pytest.mark.parametrize("binarize", ["none", "dynamic"])
 def test_resume_equals_uninterrupted(tmp_path, digits, binarize):
-    full = small_config(epochs=4, kl_warmup_epochs=2, grad_clip=5.0)
+    # A constant rate: the run is extended from 2 to 4 epochs, and a cosine schedule depends on the length.
+    full = small_config(epochs=4, kl_warmup_epochs=2, grad_clip=5.0, lr_schedule="constant", warmup_steps=0)
     full.data.binarize = binarize
     data = load_data(full.data)
     train(full, tmp_path / "full", data=data, progress=False)
 
-    short = small_config(epochs=2, kl_warmup_epochs=2, grad_clip=5.0)
+    short = small_config(epochs=2, kl_warmup_epochs=2, grad_clip=5.0, lr_schedule="constant", warmup_steps=0)
     short.data.binarize = binarize
     train(short, tmp_path / "part", data=data, progress=False)
     short.train.epochs = 4

@@ -81,3 +81,13 @@ def test_conv_needs_sides_divisible_by_four():
 def test_unknown_component_names_the_choices():
     with pytest.raises(VaekitError, match="unknown prior 'flow'"):
         VAE(ModelConfig(prior="flow"), (1, 8, 8))
+
+
+def test_vamp_pseudo_inputs_start_at_distinct_training_examples():
+    vae = VAE(ModelConfig(prior="vamp", prior_components=6, latent_dim=3, hidden=[16]), (1, 8, 8))
+    x = torch.rand(40, 1, 8, 8)
+    vae.prior.init_from_data(x, torch.Generator().manual_seed(0))
+    u = torch.sigmoid(vae.prior.pseudo_inputs).flatten(1)  # (K, 64)
+    dist = torch.cdist(u, x.clamp(0.05, 0.95).flatten(1))  # (K, N)
+    nearest = dist.min(1)
+    assert nearest.values.max() < 1e-2 and len(set(nearest.indices.tolist())) == 6

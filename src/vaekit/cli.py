@@ -49,7 +49,7 @@ TRAIN_FLAGS = {
     "top_latent_dim": "model.top_latent_dim", "top_hidden": "model.top_hidden", "objective": "train.objective",
     "iw_samples": "train.iw_samples", "free_bits": "train.free_bits",
     "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
-    "lr_schedule": "train.lr_schedule", "beta": "train.beta", "kl_warmup": "train.kl_warmup_epochs",
+    "lr_schedule": "train.lr_schedule", "warmup_steps": "train.warmup_steps", "beta": "train.beta", "kl_warmup": "train.kl_warmup_epochs",
     "grad_clip": "train.grad_clip", "patience": "train.patience", "seed": "train.seed",
     "precision": "train.precision", "threads": "train.threads", "device": "train.device",
     "checkpoint_every": "train.checkpoint_every", "checkpoint_minutes": "train.checkpoint_minutes",
@@ -305,6 +305,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--lr-schedule", choices=["constant", "cosine"])
+    p.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up (at most a quarter of the run)")
     p.add_argument("--beta", type=float, help="KL weight (beta-VAE)")
     p.add_argument("--kl-warmup", type=float, help="epochs of linear KL warm-up")
     p.add_argument("--grad-clip", type=float, help="max gradient norm (0: off)")

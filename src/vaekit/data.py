@@ -120,6 +120,8 @@ def to_unit_float(x: np.ndarray, source: str) -> np.ndarray:
     """Scale integer pixels to [0, 1]; floats must already be finite."""
     if x.dtype == np.bool_:
         return x.astype(np.float32)
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / np.float32(255)
     if np.issubdtype(x.dtype, np.integer):
         if x.size and (x.min() < 0 or x.max() > 255):
             raise VaekitError(f"{source}: integer values must lie in [0, 255]")
@@ -293,7 +295,11 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
 
 
 def as_tensor(a: np.ndarray | None, dtype=torch.float32) -> torch.Tensor | None:
-    return None if a is None else torch.from_numpy(np.array(a)).to(dtype)
+    """A tensor of `dtype`; 8-bit pixels are scaled to [0, 1] on the way (as to_unit_float does)."""
+    if a is None:
+        return None
+    t = torch.from_numpy(np.require(a, requirements="CW"))
+    return t.to(dtype).div_(255) if a.dtype == np.uint8 and dtype.is_floating_point else t.to(dtype)
 
 
 def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -311,8 +317,9 @@ def load_data(cfg: DataConfig) -> Splits:
         folder = find_idx_dir(name, cfg.data_dir)
         x, y = load_idx_split(folder, "train")
         test = load_idx_split(folder, "test")
-        x = to_unit_float(x, str(folder))
-        test = (to_unit_float(test[0], str(folder)), test[1])
+        # 8-bit images stay 8-bit through the splits (a quarter of the bytes to copy); as_tensor scales them.
+        unit = lambda a: a if a.dtype == np.uint8 else to_unit_float(a, str(folder))
+        x, test = unit(x), (unit(test[0]), test[1])
     else:
         x, y = load_file(Path(name))
         test = None

@@ -21,6 +21,7 @@ from torch import nn
 from . import checkpoint as ckpt
 from .errors import VaekitError
 from .nets import mlp
+from .optim import Adam
 
 RECIPE = "mlp-512-256, adam 1e-3, batch 256, 3 epochs, seed 0"
 
@@ -45,7 +46,7 @@ def train_feature_net(x: torch.Tensor, y: torch.Tensor, epochs: int = 3, seed: i
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     net = FeatureNet(math.prod(x.shape[1:]), int(y.max()) + 1)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    opt = Adam(net.parameters(), lr=1e-3)
     for _ in range(epochs):
         for idx in torch.randperm(len(x), generator=g).split(256):
             loss = F.cross_entropy(net(x[idx]), y[idx])
