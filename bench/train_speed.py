@@ -145,7 +145,7 @@ def main():
         for p in precisions:
             seconds, tests, vae = vaekit_epochs(splits, "mlp", args.epochs, p)
             rows.append((f"vaekit {p}, batch {BATCH}, lr {LR:g}", seconds, tests, p))
-        defaults = vaekit.TrainConfig()
+        defaults = vaekit.Config().resolved().train  # the MLP's
         seconds, tests, _ = vaekit_epochs(splits, "mlp", args.epochs, native, defaults.batch_size, defaults.lr,
                                           defaults.lr_schedule, defaults.warmup_steps)
         rows.append((f"vaekit defaults ({native}, batch {defaults.batch_size})", seconds, tests, native))
@@ -178,9 +178,10 @@ def main():
         tb_test = float(tb_out.strip().splitlines()[-1].split("test loss")[-1])
         print(f"  {'textbook_vae.py':58} {tb_wall:7.1f} s  test loss {tb_test:.2f}")
         with tempfile.TemporaryDirectory() as tmp:
-            for name, extra in (("vaekit train (defaults)", []),
-                                ("vaekit train --precision fp32 --batch-size 128", ["--precision", "fp32", "--batch-size", "128"])):
-                run = os.path.join(tmp, str(len(extra)))
+            for i, (name, extra) in enumerate((("vaekit train (defaults)", []),
+                                ("vaekit train --precision fp32 --batch-size 128", ["--precision", "fp32", "--batch-size", "128"]),
+                                ("vaekit train --batch-size 512 --lr 8e-3", ["--batch-size", "512", "--lr", "8e-3"]))):
+                run = os.path.join(tmp, str(i))
                 wall, _ = timed([py, "-m", "vaekit", "train", "--data", "mnist", "--model", "mlp", "--epochs",
                                  str(args.epochs), "--quiet", "--out", run, *extra])
                 _, out = timed([py, "-m", "vaekit", "evaluate", run, "--json"])

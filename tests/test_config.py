@@ -3,7 +3,9 @@ from pathlib import Path
 import pytest
 
 import vaekit
-from vaekit.config import Config, load_config
+from conftest import small_config
+from vaekit.checkpoint import load_config_of
+from vaekit.config import FAST_DEFAULTS, Config, load_config
 
 PRESETS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.json"))
 
@@ -24,3 +26,21 @@ def test_overrides_and_round_trip():
         cfg.override({"train.speed": 2})
     with pytest.raises(vaekit.VaekitError, match="lr must be float"):
         Config.from_dict({"train": {"lr": "fast"}})
+
+
+def test_unset_batch_size_and_rate_take_the_networks_fast_defaults():
+    mlp, conv = Config().resolved().train, Config.from_dict({"model": {"net": "conv"}}).resolved().train
+    assert (mlp.batch_size, mlp.lr) == FAST_DEFAULTS["mlp"] and (conv.batch_size, conv.lr) == FAST_DEFAULTS["conv"]
+    half = Config().override({"train.batch_size": 128}).resolved().train  # rate scaled by sqrt(128 / 512)
+    assert half.batch_size == 128 and half.lr == pytest.approx(FAST_DEFAULTS["mlp"][1] / 2)
+    given = Config().override({"train.lr": 1e-3}).resolved().train
+    assert (given.batch_size, given.lr) == (FAST_DEFAULTS["mlp"][0], 1e-3)
+    assert Config().train.batch_size is None  # resolving does not touch the original
+
+
+def test_training_records_the_resolved_batch_size_and_rate(tmp_path, digits):
+    cfg = small_config(epochs=1)
+    cfg.train.batch_size = None
+    vaekit.train(cfg, tmp_path / "run", data=digits, progress=False)
+    saved = load_config_of(tmp_path / "run").train
+    assert (saved.batch_size, saved.lr) == FAST_DEFAULTS["mlp"]

@@ -114,7 +114,7 @@ def test_repeated_failures_roll_back_with_a_lower_rate(tmp_path, digits, monkeyp
     cfg = small_config(epochs=3, lr_schedule="constant", warmup_steps=0)
     vaekit.train(cfg, tmp_path / "run", data=digits, progress=False)
     records = read_metrics(tmp_path / "run")
-    assert records[-1]["rollbacks"] == 1 and records[-1]["lr"] == pytest.approx(cfg.train.lr / 2)
+    assert records[-1]["rollbacks"] == 1 and records[-1]["lr"] == pytest.approx(cfg.resolved().train.lr / 2)
     assert records[-1]["skipped_steps"] >= train_module.MAX_BAD_STEPS
 
 

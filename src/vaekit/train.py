@@ -168,6 +168,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
           progress: bool = True) -> VAE:
     """Train a VAE as `cfg` says, writing the run directory; returns the trained model."""
     run_dir = Path(run_dir)
+    cfg = cfg.resolved()  # the batch size and rate used are the ones config.json records
     tc = cfg.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
