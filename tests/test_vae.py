@@ -83,11 +83,15 @@ def test_unknown_component_names_the_choices():
         VAE(ModelConfig(prior="flow"), (1, 8, 8))
 
 
-def test_vamp_pseudo_inputs_start_at_distinct_training_examples():
-    vae = VAE(ModelConfig(prior="vamp", prior_components=6, latent_dim=3, hidden=[16]), (1, 8, 8))
-    x = torch.rand(40, 1, 8, 8)
-    vae.prior.init_from_data(x, torch.Generator().manual_seed(0))
-    u = torch.sigmoid(vae.prior.pseudo_inputs).flatten(1)  # (K, 64)
-    dist = torch.cdist(u, x.clamp(0.05, 0.95).flatten(1))  # (K, N)
-    nearest = dist.min(1)
-    assert nearest.values.max() < 1e-2 and len(set(nearest.indices.tolist())) == 6
+
+@pytest.mark.parametrize("net", list(NETS))
+def test_posterior_init_std_sets_the_starting_spread(net):
+    shape = SHAPES[net]
+    x = torch.rand(64, *shape)
+    torch.manual_seed(0)
+    default = VAE(ModelConfig(net=net, latent_dim=3, hidden=[16]), shape).encode(x).base_dist.scale
+    torch.manual_seed(0)
+    small = VAE(ModelConfig(net=net, latent_dim=3, hidden=[16], posterior_init_std=0.05), shape).encode(x).base_dist.scale
+    assert 0.5 < default.median() < 2 and 0.03 < small.median() < 0.08
+    with pytest.raises(VaekitError, match="posterior_init_std"):
+        ModelConfig(posterior_init_std=-1.0)

@@ -45,7 +45,8 @@ TRAIN_FLAGS = {
     "max_train": "data.max_train",
     "model": "model.net", "latent_dim": "model.latent_dim", "hidden": "model.hidden",
     "activation": "model.activation", "likelihood": "model.likelihood", "sigma": "model.sigma",
-    "prior": "model.prior", "prior_components": "model.prior_components", "num_classes": "model.num_classes",
+    "prior": "model.prior", "prior_components": "model.prior_components", "posterior_init_std": "model.posterior_init_std",
+    "num_classes": "model.num_classes",
     "top_latent_dim": "model.top_latent_dim", "top_hidden": "model.top_hidden", "objective": "train.objective",
     "iw_samples": "train.iw_samples", "free_bits": "train.free_bits",
     "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
@@ -294,6 +295,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-hidden", type=int_list, help="hierarchical: hidden sizes between the two layers")
     p.add_argument("--num-classes", type=int, help="> 0: a conditional VAE on labels 0..N-1")
     p.add_argument("--prior-components", type=int, help="mixture components / VampPrior pseudo-inputs")
+    p.add_argument("--posterior-init-std", type=float,
+                   help="q(z|x) starts with this std instead of ~1 (e.g. 0.05 for tanh nets with a VampPrior)")
     p.add_argument("--objective", choices=["elbo", "iwae"])
     p.add_argument("--iw-samples", type=int, help="importance samples of the IWAE objective")
     p.add_argument("--free-bits", type=float, help="nats per latent dimension free of KL pressure")

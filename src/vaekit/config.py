@@ -52,6 +52,10 @@ class ModelConfig:
     sigma: float = 0.1  # std of the fixed-variance Gaussian likelihood
     prior: str = "normal"  # normal | mog (mixture of Gaussians) | vamp (VampPrior) | hierarchical
     prior_components: int = 10  # mixture components or VampPrior pseudo-inputs
+    # > 0: q(z|x) starts with this standard deviation (the encoder's log-variance bias) instead of
+    # ~1. Small values let z carry signal from the first step: tanh nets with a VampPrior otherwise
+    # stay on a plateau where the decoder ignores z (docs/benchmarks.md).
+    posterior_init_std: float = 0.0
     top_latent_dim: int = 50  # hierarchical: the second stochastic layer z2
     top_hidden: list[int] = field(default_factory=lambda: [50, 50])  # hierarchical: z1 <-> z2 layers
     num_classes: int = 0  # > 0: a conditional VAE on labels 0..num_classes-1
@@ -67,6 +71,8 @@ class ModelConfig:
             raise VaekitError(f"num_classes must be in [0, {MAX_WIDTH}], got {self.num_classes}")
         if not 1 <= self.prior_components <= 10_000:
             raise VaekitError(f"prior_components must be in [1, 10000], got {self.prior_components}")
+        if not 0 <= self.posterior_init_std <= 100:
+            raise VaekitError(f"posterior_init_std must be in [0, 100], got {self.posterior_init_std}")
         if self.sigma <= 0:
             raise VaekitError(f"sigma must be > 0, got {self.sigma}")
 

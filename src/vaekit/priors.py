@@ -72,15 +72,6 @@ class VampPrior(nn.Module):
         super().__init__()
         self.pseudo_inputs = nn.Parameter(torch.randn(num_components, *x_shape) * 0.5 - 1.0)
 
-    @torch.no_grad()
-    def init_from_data(self, x: torch.Tensor, generator: torch.Generator) -> None:
-        """Start the pseudo-inputs at K random training examples (N, C, H, W), kept inside
-        (0.05, 0.95) so the sigmoid still passes gradient. Started from noise they are all alike,
-        and the encoder can give every input, real or pseudo, one posterior: KL 0, no latents used."""
-        k = len(self.pseudo_inputs)
-        idx = torch.randint(len(x), (k,), generator=generator) if len(x) < k else torch.randperm(len(x), generator=generator)[:k]
-        self.pseudo_inputs.copy_(torch.logit(x[idx.to(x.device)].float().clamp(0.05, 0.95)))
-
     def forward(self, encode):
         q = encode(torch.sigmoid(self.pseudo_inputs)).base_dist  # (K, D) posteriors
         return mixture(torch.zeros(len(q.loc), device=q.loc.device), q.loc, q.scale)

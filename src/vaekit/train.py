@@ -186,8 +186,6 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
     if cfg.model.net == "conv" and tc.channels_last:
         vae = vae.to(memory_format=torch.channels_last)
     check_data(data, vae)
-    if not resume and hasattr(vae.prior, "init_from_data"):  # a prior that starts from examples
-        vae.prior.init_from_data(data.train_x, torch.Generator().manual_seed(tc.seed))
     model = Objective(vae, pick(OBJECTIVES, tc.objective, "objective")(tc))
     if dist.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

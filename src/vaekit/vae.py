@@ -7,6 +7,8 @@ The model holds no loss and does no I/O; objectives.py turns its distributions i
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,7 +17,7 @@ from torch.distributions import Independent, Normal
 from .config import ModelConfig
 from .errors import VaekitError
 from .likelihoods import LIKELIHOODS
-from .nets import ACTIVATIONS, NETS
+from .nets import ACTIVATIONS, NETS, Dense
 from .priors import PRIORS
 
 
@@ -45,6 +47,10 @@ class VAE(nn.Module):
             self.decoder = decoder_cls(cfg.latent_dim, out_shape, cfg.hidden, cfg.activation, k)
         except ValueError as e:
             raise VaekitError(f"model {cfg.net!r} cannot take data of shape {self.x_shape}: {e}") from None
+        if cfg.posterior_init_std > 0:
+            last = [m for m in self.encoder.modules() if isinstance(m, Dense)][-1]  # outputs [mu, log sigma^2]
+            with torch.no_grad():
+                last.bias[cfg.latent_dim:] = 2 * math.log(cfg.posterior_init_std)
 
     @property
     def latent_dim(self) -> int:
