@@ -83,7 +83,6 @@ def test_unknown_component_names_the_choices():
         VAE(ModelConfig(prior="flow"), (1, 8, 8))
 
 
-
 @pytest.mark.parametrize("net", list(NETS))
 def test_posterior_init_std_sets_the_starting_spread(net):
     shape = SHAPES[net]

@@ -116,12 +116,14 @@ def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return (d.images[:, None] / 16.0).astype(np.float32), d.target
 
 
-def to_unit_float(x: np.ndarray, source: str) -> np.ndarray:
-    """Scale integer pixels to [0, 1]; floats must already be finite."""
+def checked_pixels(x: np.ndarray, source: str) -> np.ndarray:
+    """Values ready for as_tensor: 8-bit pixels stay 8-bit (as_tensor scales them to [0, 1] after
+    the splits, a quarter of the bytes to copy); other integers are scaled to [0, 1] here; floats
+    must already be finite."""
     if x.dtype == np.bool_:
         return x.astype(np.float32)
     if x.dtype == np.uint8:
-        return x.astype(np.float32) / np.float32(255)
+        return x
     if np.issubdtype(x.dtype, np.integer):
         if x.size and (x.min() < 0 or x.max() > 255):
             raise VaekitError(f"{source}: integer values must lie in [0, 255]")
@@ -211,7 +213,7 @@ def load_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         y, table = y.astype(np.int64), np.delete(table, col, axis=1)
     if table.shape[1] == 0:
         raise VaekitError(f"{path}: no feature columns")
-    return to_nchw(to_unit_float(table, str(path)), str(path)), y
+    return to_nchw(checked_pixels(table, str(path)), str(path)), y
 
 
 def load_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -241,7 +243,7 @@ def load_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise VaekitError(f"{path}: expected a non-empty array of examples, got shape {x.shape}")
     if y is not None and (y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer)):
         raise VaekitError(f"{path}: labels must be {len(x)} integers, got shape {y.shape} {y.dtype}")
-    return to_nchw(to_unit_float(x, str(path)), str(path)), y
+    return to_nchw(checked_pixels(x, str(path)), str(path)), y
 
 
 def load_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -266,7 +268,7 @@ def load_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray | None]:
     mode = "L" if modes == {"L"} else "RGB"
     x = np.stack([np.asarray(im.convert(mode), dtype=np.uint8) for im in images])
     y = np.array([classes.index(p.parent) for p in files]) if len(classes) > 1 else None
-    return to_nchw(to_unit_float(x, str(root)), str(root)), y
+    return to_nchw(checked_pixels(x, str(root)), str(root)), y
 
 
 def load_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -295,7 +297,7 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
 
 
 def as_tensor(a: np.ndarray | None, dtype=torch.float32) -> torch.Tensor | None:
-    """A tensor of `dtype`; 8-bit pixels are scaled to [0, 1] on the way (as to_unit_float does)."""
+    """A tensor of `dtype`; 8-bit pixels are scaled to [0, 1] on the way."""
     if a is None:
         return None
     t = torch.from_numpy(np.require(a, requirements="CW"))
@@ -317,9 +319,7 @@ def load_data(cfg: DataConfig) -> Splits:
         folder = find_idx_dir(name, cfg.data_dir)
         x, y = load_idx_split(folder, "train")
         test = load_idx_split(folder, "test")
-        # 8-bit images stay 8-bit through the splits (a quarter of the bytes to copy); as_tensor scales them.
-        unit = lambda a: a if a.dtype == np.uint8 else to_unit_float(a, str(folder))
-        x, test = unit(x), (unit(test[0]), test[1])
+        x, test = checked_pixels(x, str(folder)), (checked_pixels(test[0], str(folder)), test[1])
     else:
         x, y = load_file(Path(name))
         test = None
