@@ -148,3 +148,21 @@ def test_two_stochastic_layers_train_and_their_bounds_order(tmp_path, digits):
     nll = {k: estimate_nll(vae, x, num_samples=k, seed=1).mean().item() for k in (1, 30, 300)}
     assert nll[1] > nll[30] > nll[300]
     assert vaekit.load(tmp_path / "run").sample(5).shape == (5, 1, 8, 8)
+
+
+def test_mixture_prior_density_matches_the_direct_sum_over_components():
+    from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
+    from vaekit.priors import DiagonalMixture
+
+    gen = torch.Generator().manual_seed(0)
+    logits, loc = torch.randn(30, generator=gen), torch.randn(30, 6, generator=gen) * 2 + 1
+    scale = torch.rand(30, 6, generator=gen) * 0.9 + 0.05
+    exact = MixtureSameFamily(Categorical(logits=logits.double()), Independent(Normal(loc.double(), scale.double()), 1))
+    near = loc[:10] + scale[:10] * torch.randn(4, 10, 6, generator=gen)  # (4, 10, D): leading axes kept
+    for z in (torch.randn(3, 7, 6, generator=gen) * 3, near):
+        fast = DiagonalMixture(logits, loc, scale).log_prob(z)
+        assert fast.shape == z.shape[:-1] and fast.dtype == torch.float32
+        torch.testing.assert_close(fast.double(), exact.log_prob(z.double()), atol=2e-3, rtol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the expansion must not run in bf16
+        torch.testing.assert_close(DiagonalMixture(logits, loc, scale).log_prob(near).double(),
+                                   exact.log_prob(near.double()), atol=2e-3, rtol=1e-5)
