@@ -166,3 +166,19 @@ def test_mixture_prior_density_matches_the_direct_sum_over_components():
     with torch.autocast("cpu", dtype=torch.bfloat16):  # the expansion must not run in bf16
         torch.testing.assert_close(DiagonalMixture(logits, loc, scale).log_prob(near).double(),
                                    exact.log_prob(near.double()), atol=2e-3, rtol=1e-5)
+
+
+def test_bernoulli_image_scores_binary_and_grey_targets_like_torch():
+    from torch.distributions import Bernoulli, Independent
+    from vaekit.likelihoods import BernoulliImage
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 4, 1, 6, 6, generator=gen) * 8  # (K, B, C, H, W), saturated logits too
+    for x in ((torch.rand(4, 1, 6, 6, generator=gen) > 0.5).float(), torch.rand(4, 1, 6, 6, generator=gen)):
+        ours = BernoulliImage(logits).log_prob(x)
+        assert ours.shape == (5, 4)
+        torch.testing.assert_close(ours, Independent(Bernoulli(logits=logits, validate_args=False), 3).log_prob(x),
+                                   atol=1e-4, rtol=1e-6)
+    draws = BernoulliImage(logits).sample((3,))
+    assert draws.shape == (3, 5, 4, 1, 6, 6) and set(draws.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(BernoulliImage(logits).mean, torch.sigmoid(logits))

