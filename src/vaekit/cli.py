@@ -146,7 +146,8 @@ def cmd_evaluate(args) -> None:
     cfg, x, y = run_inputs(args, vae)
     if not 0 <= args.iw_samples <= 5000:
         raise VaekitError(f"--iw-samples must be in [0, 5000], got {args.iw_samples}")
-    result = evaluate(vae, x, iw_samples=args.iw_samples, precision=args.precision, seed=args.seed, y=vae.labels_for(y))
+    result = evaluate(vae, x, iw_samples=args.iw_samples, precision=args.precision, seed=args.seed, y=vae.labels_for(y),
+                      progress=not args.quiet)
     if args.quality:
         from . import quality
 
@@ -372,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", action="store_true",
                    help="also the Fréchet distance of samples to the test data in a vaekit-trained classifier's features")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (it goes to stderr)")
 
     p = command("reconstruct", cmd_reconstruct, "inputs beside their reconstructions")
     p.add_argument("--num", type=int, default=32)

@@ -6,6 +6,7 @@ import contextlib
 import math
 
 import torch
+from tqdm.auto import tqdm
 
 from .data import batches
 from .objectives import Terms, elbo, kl_per_dim, log_weights
@@ -64,7 +65,8 @@ def bits_per_dim(nats: float, x: torch.Tensor) -> float:
 
 @torch.inference_mode()
 def estimate_nll(vae, x: torch.Tensor, num_samples: int = 5000, batch_size: int = 100, chunk_rows: int | None = None,
-                 precision: str = "fp32", seed: int = 0, y: torch.Tensor | None = None) -> torch.Tensor:
+                 precision: str = "fp32", seed: int = 0, y: torch.Tensor | None = None,
+                 progress: bool = False) -> torch.Tensor:
     """Importance-sampled -log p(x) per example (N,), with q(z|x) as proposal (Burda et al., 2015,
     eq. 10 at k = num_samples). Samples are drawn in chunks of about `chunk_rows` decoder rows and
     folded into a running log-sum-exp, so memory stays flat in num_samples. By default a chunk is
@@ -77,7 +79,9 @@ def estimate_nll(vae, x: torch.Tensor, num_samples: int = 5000, batch_size: int 
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed(seed)
         pz = vae.pz()
-        for xb, yb in batches(x, y, batch_size):
+        bar = tqdm(batches(x, y, batch_size), total=math.ceil(len(x) / batch_size), disable=not progress,
+                   desc=f"NLL, K={num_samples}", unit="batch", leave=False)  # minutes at K = 5000
+        for xb, yb in bar:
             qz_x = vae.encode(xb, yb)
             per_chunk = max(1, min(num_samples, chunk_rows // len(xb)))
             total = torch.full((len(xb),), -math.inf, device=x.device, dtype=torch.float64)
@@ -115,13 +119,13 @@ def latent_diagnostics(vae, x: torch.Tensor, batch_size: int = 1000, threshold: 
 
 
 def evaluate(vae, x: torch.Tensor, iw_samples: int = 0, precision: str = "fp32", seed: int = 0,
-             y: torch.Tensor | None = None) -> dict:
+             y: torch.Tensor | None = None, progress: bool = False) -> dict:
     """The test figures `vaekit evaluate` prints: -ELBO and its terms, the importance-weighted NLL
     with `iw_samples` samples (skipped at 0), bits per dimension (of the NLL when there is one),
     KL per dimension and the active units."""
     result = evaluate_elbo(vae, x, precision=precision, seed=seed, y=y)
     if iw_samples:
-        nll = estimate_nll(vae, x, iw_samples, precision=precision, seed=seed, y=y).mean().item()
+        nll = estimate_nll(vae, x, iw_samples, precision=precision, seed=seed, y=y, progress=progress).mean().item()
         result.update(nll=nll, iw_samples=iw_samples, bits_per_dim=bits_per_dim(nll, x))
     diagnostics = latent_diagnostics(vae, x, y=y)
     result.update(kl_per_dim=diagnostics["kl_per_dim"], active_units=diagnostics["active_units"])
