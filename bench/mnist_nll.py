@@ -10,8 +10,8 @@ Burda et al. (2015), 3,280 epochs on a GPU: VAE 1-layer 86.76, IWAE (k=50) 84.78
 `--jobs N` trains and scores N variants side by side, each on cores / N intra-op threads
 (OMP_NUM_THREADS; `--threads` overrides), so two 1-thread budgets share the 2 cores.
 
-Each variant trains with `vaekit train ... --checkpoint-minutes` until its time budget runs out
-(epochs as many as fit), then `vaekit evaluate --iw-samples K` scores the test set. Results are
+Each variant trains with `vaekit train ... --epochs N`, N as many epochs as a 2-epoch probe says fit
+the time budget, then `vaekit evaluate --iw-samples K` scores the test set. Results are
 printed as a Markdown table with the command, the time and the machine beside them.
 """
 

@@ -178,8 +178,9 @@ def main():
         tb_test = float(tb_out.strip().splitlines()[-1].split("test loss")[-1])
         print(f"  {'textbook_vae.py':58} {tb_wall:7.1f} s  test loss {tb_test:.2f}")
         with tempfile.TemporaryDirectory() as tmp:
-            for i, (name, extra) in enumerate((("vaekit train (defaults)", []),
-                                ("vaekit train --precision fp32 --batch-size 128", ["--precision", "fp32", "--batch-size", "128"]))):
+            commands = (("vaekit train (defaults)", []),
+                        ("vaekit train --precision fp32 --batch-size 128", ["--precision", "fp32", "--batch-size", "128"]))
+            for i, (name, extra) in enumerate(commands):
                 run = os.path.join(tmp, str(i))
                 wall, _ = timed([py, "-m", "vaekit", "train", "--data", "mnist", "--model", "mlp", "--epochs",
                                  str(args.epochs), "--quiet", "--out", run, *extra])

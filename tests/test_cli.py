@@ -51,6 +51,16 @@ def test_evaluate_json(run, capsys):
     assert 0 < result["kl"] < result["recon"] < 60
 
 
+def test_evaluate_shows_nll_progress_on_stderr_unless_quiet(run, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json", "--iw-samples", "20"]) == 0
+    shown = capsys.readouterr()
+    assert json.loads(shown.out)["iw_samples"] == 20 and "NLL, K=20" in shown.err
+    assert main(["evaluate", str(run), "--json", "--iw-samples", "20", "--quiet"]) == 0
+    quiet = capsys.readouterr()
+    assert json.loads(quiet.out)["nll"] == pytest.approx(json.loads(shown.out)["nll"]) and "NLL" not in quiet.err
+
+
 def test_resume_extends_to_more_epochs(tmp_path):
     out = tmp_path / "run"
     assert main(["train", *SMALL, "--out", str(out)]) == 0

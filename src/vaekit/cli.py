@@ -297,7 +297,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-classes", type=int, help="> 0: a conditional VAE on labels 0..N-1")
     p.add_argument("--prior-components", type=int, help="mixture components / VampPrior pseudo-inputs")
     p.add_argument("--posterior-init-std", type=float,
-                   help="q(z|x) starts with this std instead of ~1 (e.g. 0.05 for tanh nets with a VampPrior)")
+                   help="q(z|x) starts with this std instead of ~1 (e.g. 0.05: tanh nets with a VampPrior or two layers)")
     p.add_argument("--objective", choices=["elbo", "iwae"])
     p.add_argument("--iw-samples", type=int, help="importance samples of the IWAE objective")
     p.add_argument("--free-bits", type=float, help="nats per latent dimension free of KL pressure")
