@@ -30,7 +30,8 @@ from pathlib import Path
 # Burda et al.'s 1-layer architecture: 2 tanh hidden layers of 200, 50 latents, Bernoulli.
 COMMON = ["--data", "mnist", "--binarize", "dynamic", "--model", "mlp", "--hidden", "200,200",
           "--activation", "tanh", "--latent-dim", "50", "--batch-size", "100", "--lr", "1e-3",
-          "--lr-schedule", "cosine", "--warmup-steps", "0"]
+          "--lr-schedule", "cosine", "--warmup-steps", "0",
+          "--compile"]  # 17% shorter epochs for the 2-layer IWAE on one thread, after ~15 s of compiling
 # Burda et al.'s 2-layer model: z1 of 100 (after 2 x 200 tanh), z2 of 50 (after 2 x 100 tanh).
 TWO_LAYER = ["--latent-dim", "100", "--prior", "hierarchical", "--top-latent-dim", "50", "--top-hidden", "100,100"]
 VARIANTS = {

@@ -6,7 +6,9 @@ import vaekit
 from vaekit.checkpoint import read_metrics
 from vaekit.data import load_data
 from vaekit.metrics import evaluate_elbo
-from vaekit.train import train
+from vaekit.config import TrainConfig
+from vaekit.distributed import Dist
+from vaekit.train import COMPILE_MIN_STEPS, train, wants_compile
 
 from conftest import small_config
 
@@ -55,6 +57,29 @@ def test_resume_equals_uninterrupted(tmp_path, digits, binarize):
         assert torch.equal(a[k], b[k]), k
     losses = lambda run: [r["train_loss"] for r in read_metrics(tmp_path / run)]
     assert losses("full") == losses("part")
+
+
+def test_compiled_step_trains_like_eager(tmp_path, digits, capsys):
+    torch._dynamo.reset()
+    losses = {}
+    for flag in (False, True):
+        train(small_config(epochs=2, compile=flag), tmp_path / str(flag), data=digits, progress=False)
+        losses[flag] = [r["train_loss"] for r in read_metrics(tmp_path / str(flag))]
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # it compiled, not fell back
+    assert "compile failed" not in capsys.readouterr().out
+    # Fused kernels round differently, so the same optimisation up to float error, not bitwise.
+    assert losses[True] == pytest.approx(losses[False], rel=1e-3)
+
+
+def test_compile_by_default_only_for_long_cpu_runs():
+    cpu, cuda, one, two = torch.device("cpu"), torch.device("cuda"), Dist(), Dist(rank=0, world_size=2)
+    auto = TrainConfig()
+    assert wants_compile(auto, cpu, one, COMPILE_MIN_STEPS)
+    assert not wants_compile(auto, cpu, one, COMPILE_MIN_STEPS - 1)
+    assert not wants_compile(auto, cuda, one, 10 * COMPILE_MIN_STEPS)
+    assert not wants_compile(auto, cpu, two, 10 * COMPILE_MIN_STEPS)
+    assert not wants_compile(TrainConfig(compile=False), cpu, one, 10 * COMPILE_MIN_STEPS)
+    assert wants_compile(TrainConfig(compile=True), cuda, two, 1)
 
 
 def test_same_seed_same_result_other_seed_differs(tmp_path, digits):

@@ -318,7 +318,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto: bf16 where the hardware computes it natively (the default), else fp32")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the training step")
+                   help="torch.compile the training step (default: on for CPU runs of 20,000+ steps, where it pays)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC memory format for the conv net (default on)")
     p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=None,

@@ -97,7 +97,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 where the hardware has it) | fp32 | bf16 | fp16 (CUDA)
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     device: str = "cpu"  # cpu | cuda | cuda:N
-    compile: bool = False  # torch.compile the training step (falls back to eager if it fails)
+    compile: bool | None = None  # torch.compile the training step (eager if it fails); None: long CPU runs only
     channels_last: bool = True  # NHWC memory format for the conv net
     tf32: bool = True  # TensorFloat-32 matrix products for fp32 on CUDA
     num_samples: int = 64  # prior samples pictured each epoch
