@@ -1,3 +1,6 @@
+import os
+import shutil
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -59,6 +62,7 @@ def test_resume_equals_uninterrupted(tmp_path, digits, binarize):
     assert losses("full") == losses("part")
 
 
+@pytest.mark.skipif(not shutil.which(os.environ.get("CXX", "g++")), reason="torch.compile needs a C++ compiler on CPU")
 def test_compiled_step_trains_like_eager(tmp_path, digits, capsys):
     torch._dynamo.reset()
     losses = {}
@@ -69,6 +73,20 @@ def test_compiled_step_trains_like_eager(tmp_path, digits, capsys):
     assert "compile failed" not in capsys.readouterr().out
     # Fused kernels round differently, so the same optimisation up to float error, not bitwise.
     assert losses[True] == pytest.approx(losses[False], rel=1e-3)
+
+
+def test_a_failing_compile_falls_back_to_eager(tmp_path, digits, capsys, monkeypatch):
+    def broken(model, **kwargs):
+        def call(*args):
+            raise RuntimeError("no compiler here")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    for name, flag in (("eager", False), ("fallback", True)):
+        train(small_config(epochs=2, compile=flag), tmp_path / name, data=digits, progress=False)
+    assert "torch.compile failed (RuntimeError: no compiler here); training without it" in capsys.readouterr().out
+    losses = lambda run: [r["train_loss"] for r in read_metrics(tmp_path / run)]
+    assert losses("fallback") == losses("eager")
 
 
 def test_compile_by_default_only_for_long_cpu_runs():
