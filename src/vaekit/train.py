@@ -39,8 +39,8 @@ from .vae import VAE, pick
 LOG_EVERY = 25  # steps between progress-bar updates (each one syncs with the device)
 MAX_BAD_STEPS = 10  # consecutive non-finite steps before rolling back
 MAX_ROLLBACKS = 3
-# Compiling the step takes 8-20 s on a 2-core CPU and then saves 15-25% of every step (MNIST MLPs,
-# measured in bench/train_speed.py): 20,000 steps repay it several times over.
+# Compiling the step takes 7-20 s on a 2-core CPU and then saves 15-27% of every step (MNIST MLPs,
+# measured; README "Speed"): from 20,000 steps on that repays the compile time at least twice.
 COMPILE_MIN_STEPS = 20_000
 
 
