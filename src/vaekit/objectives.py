@@ -14,7 +14,7 @@ from functools import partial
 from typing import NamedTuple
 
 import torch
-from torch.distributions import Independent, Normal, kl_divergence
+from torch.distributions import Independent, Normal
 
 
 class Terms(NamedTuple):
@@ -24,19 +24,21 @@ class Terms(NamedTuple):
 
 
 def kl_term(qz_x, pz, z: torch.Tensor) -> torch.Tensor:
-    """Analytic KL where torch knows it (Gaussian prior: Kingma & Welling, Appendix B),
-    otherwise the one-sample Monte Carlo estimate log q(z|x) - log p(z)."""
-    try:
-        return kl_divergence(qz_x, pz)
-    except NotImplementedError:
-        return qz_x.log_prob(z) - pz.log_prob(z)
+    """Analytic KL for a diagonal Gaussian prior (Kingma & Welling, Appendix B), otherwise the
+    one-sample Monte Carlo estimate log q(z|x) - log p(z)."""
+    per_dim = kl_per_dim(qz_x, pz)
+    return per_dim.sum(-1) if per_dim is not None else qz_x.log_prob(z) - pz.log_prob(z)
 
 
 def kl_per_dim(qz_x, pz) -> torch.Tensor | None:
-    """Analytic KL of each latent dimension (B, D) when both are diagonal Gaussians, else None."""
-    if isinstance(pz, Independent) and isinstance(pz.base_dist, Normal):
-        return kl_divergence(qz_x.base_dist, pz.base_dist)
-    return None
+    """Analytic KL of each latent dimension (B, D) when both are diagonal Gaussians, else None.
+    Written out rather than through torch's kl_divergence, whose type dispatch torch.compile
+    cannot trace (it would split the compiled step in two)."""
+    if not (isinstance(pz, Independent) and isinstance(pz.base_dist, Normal)):
+        return None
+    q, p = qz_x.base_dist, pz.base_dist
+    var_ratio = (q.scale / p.scale).pow(2)
+    return 0.5 * (var_ratio + ((q.loc - p.loc) / p.scale).pow(2) - 1 - var_ratio.log())
 
 
 def elbo(vae, x: torch.Tensor, beta: float = 1.0, y: torch.Tensor | None = None, free_bits: float = 0.0) -> Terms:
