@@ -206,7 +206,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
     total_steps = tc.epochs * math.ceil(len(data.train_x) / tc.batch_size)
     if wants_compile(tc, device, dist, total_steps):
         if progress and dist.is_main:
-            tqdm.write("vaekit: compiling the training step (torch.compile, 10-20 s; --no-compile skips it)")
+            tqdm.write("vaekit: compiling the training step (torch.compile, 10-30 s; --no-compile skips it)")
         model = compiled(model, device)
     torch.manual_seed(tc.seed + dist.rank)  # each rank draws its own posterior noise
     fixed_z = torch.randn(tc.num_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(tc.seed))
