@@ -230,5 +230,6 @@ def fewest_epochs(run, target: float, max_epochs: int) -> tuple[int | None, dict
         lo, hi = (lo, mid) if tried[mid][1] <= target else (mid, hi)
     return hi, tried
 
+
 if __name__ == "__main__":
     main()
