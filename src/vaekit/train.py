@@ -39,8 +39,9 @@ from .vae import VAE, pick
 LOG_EVERY = 25  # steps between progress-bar updates (each one syncs with the device)
 MAX_BAD_STEPS = 10  # consecutive non-finite steps before rolling back
 MAX_ROLLBACKS = 3
-# Compiling the step takes 7-20 s on a 2-core CPU and then saves 15-27% of every step (MNIST MLPs,
-# measured; README "Speed"): from 20,000 steps on that repays the compile time at least twice.
+# Compiling the step takes 7-25 s on a 2-core CPU (less with inductor's disk cache warm) and then
+# saves 2-27% of every step, 15-17% on the defaults and the NLL models (README "Speed"): from
+# 20,000 steps on, those 15-17% repay the compile time about twice.
 COMPILE_MIN_STEPS = 20_000
 
 
