@@ -115,6 +115,11 @@ def make_optimizer(vae: VAE, cfg) -> Adam:
     return Adam(vae.parameters(), lr=cfg.lr)
 
 
+def epoch_steps(num_examples: int, tc) -> int:
+    """Optimizer steps in one epoch (the last batch may be short)."""
+    return math.ceil(num_examples / tc.batch_size)
+
+
 def wants_compile(tc, device: torch.device, dist: distributed.Dist, total_steps: int) -> bool:
     """--compile / --no-compile decide; unset, compile long single-process CPU runs, where it
     pays back its compile time (on CUDA it stays opt-in: there it is measured per configuration)."""
@@ -127,8 +132,7 @@ def compiled(model: nn.Module, device: torch.device):
     """torch.compile with a clean fallback: if compiling fails (now or at a later recompile), say
     so once and run eager from then on."""
     # On CUDA, "reduce-overhead" replays the step as a CUDA graph: small models are launch-bound.
-    fast = torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else None)
-    current = fast
+    current = torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else None)
 
     def call(*args):
         nonlocal current
@@ -204,8 +208,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
     model = Objective(vae, pick(OBJECTIVES, tc.objective, "objective")(tc))
     if dist.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    total_steps = tc.epochs * math.ceil(len(data.train_x) / tc.batch_size)
-    if wants_compile(tc, device, dist, total_steps):
+    if wants_compile(tc, device, dist, tc.epochs * epoch_steps(len(data.train_x), tc)):
         if progress and dist.is_main:
             tqdm.write("vaekit: compiling the training step (torch.compile, 10-30 s; --no-compile skips it)")
         model = compiled(model, device)
@@ -235,9 +238,8 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
 def fit(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict], progress: bool) -> None:
     """Train to the configured number of epochs, rolling back when steps keep failing."""
     tc = run.cfg.train
-    steps_per_epoch = math.ceil(len(run.data.train_x) / tc.batch_size)
-    bar = tqdm(total=tc.epochs * steps_per_epoch, initial=state.step, unit="step", disable=not progress,
-               dynamic_ncols=True, desc=f"training {run.run_dir.name}")
+    bar = tqdm(total=tc.epochs * epoch_steps(len(run.data.train_x), tc), initial=state.step, unit="step",
+               disable=not progress, dynamic_ncols=True, desc=f"training {run.run_dir.name}")
     with stop_signals() as stop:
         while True:
             try:
@@ -262,7 +264,7 @@ def fit(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict], prog
 def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict], stop: dict, bar) -> None:
     cfg, tc, device, dist = run.cfg, run.cfg.train, run.device, run.dist
     n = len(run.data.train_x)
-    steps_per_epoch = math.ceil(n / tc.batch_size)
+    steps_per_epoch = epoch_steps(n, tc)
     total_steps = tc.epochs * steps_per_epoch
     kl_warmup_steps = round(tc.kl_warmup_epochs * steps_per_epoch)
     warmup_steps = min(tc.warmup_steps, total_steps // 4)  # short runs still spend most steps at full rate
