@@ -11,7 +11,7 @@ Burda et al. (2015), 3,280 epochs on a GPU: VAE 1-layer 86.76, IWAE (k=50) 84.78
 (OMP_NUM_THREADS; `--threads` overrides), so two 1-thread budgets share the 2 cores.
 
 Each variant trains with `vaekit train ... --epochs N`, N as many epochs as a 2-epoch probe says fit
-the time budget, then `vaekit evaluate --iw-samples K` scores the test set. Results are
+the time budget (or `--epochs N` as given: a probe on a busy machine runs slow), then `vaekit evaluate --iw-samples K` scores the test set. Results are
 printed as a Markdown table with the command, the time and the machine beside them.
 """
 
@@ -69,7 +69,8 @@ def torch_threads() -> int:
 
 
 def run_variant(variant: str, args, out: Path) -> tuple:
-    """Probe, train for the budget, score with K importance samples: one row of the table."""
+    """Train (for --epochs, else as many as the probe says fit the budget), score with K importance
+    samples: one row of the table."""
     epochs = args.epochs or epochs_for(args.minutes, variant, out, args.data_dir)
     run = out / variant
     cmd = [sys.executable, "-m", "vaekit", "train", *COMMON, *VARIANTS[variant], "--epochs", str(epochs),
