@@ -50,14 +50,23 @@ VARIANTS = {
     # Without the narrow starting posterior this run sat on the tanh plateau (204 nats, KL 0.35) for 96 epochs.
     "vae-2layer-kl-warmup": [*TWO_LAYER, "--kl-warmup", "50", "--posterior-init-std", "0.05"],
 }
+# Two-phase variants: train the first variant, then fine-tune its weights (`vaekit train --init-from`)
+# with these flags; the fine-tuning's epochs come from --finetune-epochs (or its share of --minutes).
+FINE_TUNES = {
+    # The importance-weighted bound moves the ELBO-trained model toward a higher likelihood at a
+    # fraction of an IWAE run's cost (docs/benchmarks.md); a smaller rate than the first phase's.
+    "vae-2layer-iwae-finetune": ("vae-2layer-kl-warmup", ["--objective", "iwae", "--iw-samples", "5", "--lr", "3e-4"]),
+}
+# The fine-tuning's recipe besides those flags (its model and data come with the weights).
+FINETUNE_COMMON = ["--batch-size", "100", "--lr-schedule", "cosine", "--warmup-steps", "0", "--compile"]
+FINETUNE_SHARE = 0.45  # of --minutes, when the fine-tuning's epochs are sized by a probe
 ENV = dict(os.environ)
 LITERATURE = {"vae": 86.76, "iwae": 84.78, "vamp": 85.57, "vae-2layer": 85.33, "iwae-2layer": 82.90}
 
 
-def epochs_for(minutes: float, variant: str, out: Path, data_dir: str) -> int:
+def epochs_for(minutes: float, flags: list[str], probe: Path, data_dir: str) -> int:
     """Time one epoch (after a warm-up epoch) and fit as many as the budget allows."""
-    probe = out / f"{variant}-probe"
-    subprocess.run([sys.executable, "-m", "vaekit", "train", *COMMON, *VARIANTS[variant], "--epochs", "2",
+    subprocess.run([sys.executable, "-m", "vaekit", "train", *flags, "--epochs", "2",
                     "--data-dir", data_dir, "--quiet", "--out", str(probe)], check=True, env=ENV)
     seconds = json.loads((probe / "metrics.jsonl").read_text().splitlines()[-1])["seconds"]
     return max(1, int(minutes * 60 / (seconds * 1.1)))  # ~10% for validation, checkpoints, noise
@@ -68,21 +77,35 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def run_variant(variant: str, args, out: Path) -> tuple:
-    """Train (for --epochs, else as many as the probe says fit the budget), score with K importance
-    samples: one row of the table."""
-    epochs = args.epochs or epochs_for(args.minutes, variant, out, args.data_dir)
-    run = out / variant
-    cmd = [sys.executable, "-m", "vaekit", "train", *COMMON, *VARIANTS[variant], "--epochs", str(epochs),
-           "--data-dir", args.data_dir, "--quiet", "--out", str(run)]
+def train(flags: list[str], epochs: int, run: Path, data_dir: str) -> float:
+    """`vaekit train` into `run`; its wall time in seconds."""
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, env=ENV)
-    train_s = time.perf_counter() - start
+    subprocess.run([sys.executable, "-m", "vaekit", "train", *flags, "--epochs", str(epochs), "--data-dir", data_dir,
+                    "--quiet", "--out", str(run)], check=True, env=ENV)
+    return time.perf_counter() - start
+
+
+def run_variant(variant: str, args, out: Path) -> tuple:
+    """Train (for --epochs, else as many as the probe says fit the budget), fine-tune where the
+    variant has a second phase, score with K importance samples: one row of the table."""
+    first, tune = FINE_TUNES.get(variant, (variant, None))
+    flags = [*COMMON, *VARIANTS[first]]
+    minutes = args.minutes * (1 - FINETUNE_SHARE if tune else 1)
+    epochs = [args.epochs or epochs_for(minutes, flags, out / f"{variant}-probe", args.data_dir)]
+    run = out / first if tune is None else out / f"{variant}-phase1"
+    train_s = train(flags, epochs[0], run, args.data_dir)
+    if tune is not None:
+        tune_flags = [*FINETUNE_COMMON, *tune]
+        epochs.append(args.finetune_epochs or epochs_for(args.minutes * FINETUNE_SHARE, [*flags, *tune_flags],
+                                                         out / f"{variant}-probe2", args.data_dir))
+        run, first_run = out / variant, run
+        train_s += train(["--init-from", str(first_run), *tune_flags], epochs[1], run, args.data_dir)
     start = time.perf_counter()
     result = json.loads(subprocess.run([sys.executable, "-m", "vaekit", "evaluate", str(run), "--json",
                                         "--iw-samples", str(args.iw_samples), "--data-dir", args.data_dir],
                                        check=True, capture_output=True, text=True, env=ENV).stdout)
     eval_s = time.perf_counter() - start
+    epochs = "+".join(map(str, epochs))
     print(json.dumps({"variant": variant, "epochs": epochs, "train_s": train_s, "eval_s": eval_s, **result}),
           flush=True)
     return variant, epochs, train_s, eval_s, result
@@ -96,6 +119,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=0,
                         help="train this many epochs instead of what a 2-epoch probe says fits --minutes "
                              "(the probe's epoch can run slow on a busy machine)")
+    parser.add_argument("--finetune-epochs", type=int, default=0,
+                        help="epochs of a two-phase variant's fine-tuning (default: its share of --minutes)")
     parser.add_argument("--iw-samples", type=int, default=5000)
     parser.add_argument("--out", default="runs/nll")
     parser.add_argument("--threads", type=int, default=0,
@@ -109,9 +134,9 @@ def main():
     if args.threads:
         ENV["OMP_NUM_THREADS"] = str(args.threads)
     variants = args.variants.split(",")
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [v for v in variants if v not in VARIANTS and v not in FINE_TUNES]
     if unknown:
-        parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join([*VARIANTS, *FINE_TUNES])}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each job waits on its own subprocesses

@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from vaekit.cli import main
@@ -67,6 +68,33 @@ def test_resume_extends_to_more_epochs(tmp_path):
     assert main(["train", "--resume", str(out), "--epochs", "3", "--quiet"]) == 0
     assert [json.loads(l)["epoch"] for l in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 3
+
+
+def test_init_from_fine_tunes_a_trained_model(tmp_path, run):
+    from vaekit.checkpoint import load
+
+    source = load(run)
+    out = tmp_path / "tuned"
+    # The model and data come from RUN (no --data or --hidden here); a rate this small keeps its weights.
+    assert main(["train", "--init-from", str(run), "--objective", "iwae", "--iw-samples", "3", "--lr", "1e-9",
+                 "--epochs", "1", "--batch-size", "128", "--precision", "fp32", "--quiet", "--out", str(out)]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["train"]["init_from"] == str(run) and cfg["train"]["objective"] == "iwae"
+    assert cfg["model"]["hidden"] == [32] and cfg["data"]["name"] == "digits"
+    tuned = load(out)
+    for (name, a), b in zip(source.state_dict().items(), tuned.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    fresh = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["val_neg_elbo"]
+    started = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["val_neg_elbo"]
+    assert started < fresh - 1  # it began where the source run ended, not from scratch
+
+
+def test_init_from_refuses_what_does_not_fit(tmp_path, run):
+    one_line_error(vaekit("train", "--init-from", tmp_path / "nope", "--out", tmp_path / "r"), "nope", "not found")
+    one_line_error(vaekit("train", "--init-from", run, "--hidden", "16", "--out", tmp_path / "r"),
+                   "model.safetensors", "do not match")
+    one_line_error(vaekit("train", "--init-from", run, "--resume", run), "--resume", "--init-from")
+    assert not (tmp_path / "r").exists()
 
 
 def test_config_file_with_flag_override(tmp_path):

@@ -273,6 +273,18 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu"):
     return vae.to(device).eval()
 
 
+def load_trained_weights(run_dir: str | Path, vae) -> None:
+    """Copy a run's trained weights into `vae`, whose config and data shape must match them."""
+    path = Path(run_dir) / "model.safetensors"
+    if not path.exists():
+        raise VaekitError(f"{path}: no trained model to start from")
+    tensors, meta = read_safetensors(path)
+    shape = shape_of(meta, path)
+    if shape != tuple(vae.x_shape):
+        raise VaekitError(f"{path}: trained on data of shape {shape}, not {tuple(vae.x_shape)}")
+    load_weights(vae, tensors, path)  # load_state_dict copies onto the model's device
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():

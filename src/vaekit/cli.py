@@ -6,6 +6,7 @@ Bad input raises VaekitError, printed as one line `vaekit: error: ...` with exit
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -59,6 +60,8 @@ TRAIN_FLAGS = {
 
 
 def cmd_train(args) -> None:
+    if args.resume and args.init_from:
+        raise VaekitError("--resume continues a run and --init-from starts a new one: give one of them")
     if args.resume:
         run_dir = Path(args.resume)
         cfg = ckpt.load_config_of(run_dir)
@@ -72,6 +75,10 @@ def cmd_train(args) -> None:
             raise VaekitError("train needs --out RUN (or --resume RUN)")
         run_dir = Path(args.out)
         cfg = load_config(args.config) if args.config else Config()
+        if args.init_from:  # the model and its data come with the weights; the training recipe is new
+            source = ckpt.load_config_of(Path(args.init_from))
+            cfg = dataclasses.replace(cfg, model=source.model, data=source.data).override(
+                {"train.init_from": args.init_from})
         cfg = cfg.override({key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items()})
     train(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet)
     for name in ("model.safetensors", "samples.png", "reconstructions.png", "curves.png"):
@@ -354,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a VAE into a run directory")
     add_train_args(p)
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN")
+    p.add_argument("--init-from", metavar="RUN",
+                   help="start from RUN's trained weights, model and data (fine-tuning); "
+                        "the training flags and --config set the new recipe")
     p.add_argument("--exclude-classes", type=int_list, help="labels left out of training, e.g. 7 or 0,1")
     p.set_defaults(func=cmd_train)
 
@@ -405,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_args(p)
     add_anomaly_args(p)
     p.add_argument("--classes", type=int_list, required=True, help="held-out labels, e.g. 7")
-    p.set_defaults(func=cmd_holdout, resume=None)
+    p.set_defaults(func=cmd_holdout, resume=None, init_from=None)
 
     command("report", cmd_report, "one HTML page with everything", data=False).add_argument(
         "--data-dir", help="where the run's data lives")

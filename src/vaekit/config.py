@@ -103,6 +103,9 @@ class TrainConfig:
     num_samples: int = 64  # prior samples pictured each epoch
     checkpoint_every: int = 0  # also checkpoint every N steps mid-epoch (0: at epoch ends only)
     checkpoint_minutes: float = 0.0  # also checkpoint when this many minutes have passed (0: off)
+    # A run directory whose trained weights this run starts from (fine-tuning, e.g. with the IWAE
+    # objective after an ELBO run); the optimizer and schedules start afresh.
+    init_from: str | None = None
 
     def __post_init__(self):
         if self.epochs < 1 or (self.batch_size is not None and self.batch_size < 1):

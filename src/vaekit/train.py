@@ -202,6 +202,8 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
 
     torch.manual_seed(tc.seed)
     vae = VAE(cfg.model, data.shape).to(device)
+    if tc.init_from and not resume:  # on resume the checkpoint holds the weights
+        ckpt.load_trained_weights(tc.init_from, vae)
     if cfg.model.net == "conv" and tc.channels_last:
         vae = vae.to(memory_format=torch.channels_last)
     check_data(data, vae)
