@@ -204,13 +204,13 @@ def save_checkpoint(run_dir: Path, vae, optimizer, generator: torch.Generator, s
     atomic_write(Path(run_dir) / "checkpoint.safetensors", dump_safetensors(tensors, meta))
 
 
-def load_weights(vae, tensors: dict[str, torch.Tensor], source: Path) -> None:
+def load_weights(vae, tensors: dict[str, torch.Tensor], source: Path, against: str = "config.json") -> None:
     try:
         vae.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
         first = str(e).strip().splitlines()
         detail = " ".join(s.strip() for s in first[1:3]) if len(first) > 1 else first[0]
-        raise VaekitError(f"{source}: weights do not match config.json ({detail})") from None
+        raise VaekitError(f"{source}: weights do not match {against} ({detail})") from None
 
 
 def load_checkpoint(run_dir: Path, vae, optimizer, generator: torch.Generator) -> tuple[TrainState, dict]:
@@ -282,7 +282,7 @@ def load_trained_weights(run_dir: str | Path, vae) -> None:
     shape = shape_of(meta, path)
     if shape != tuple(vae.x_shape):
         raise VaekitError(f"{path}: trained on data of shape {shape}, not {tuple(vae.x_shape)}")
-    load_weights(vae, tensors, path)  # load_state_dict copies onto the model's device
+    load_weights(vae, tensors, path, against="the new run's model")  # copied onto the model's device
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
