@@ -95,21 +95,22 @@ def run_variant(variant: str, args, out: Path) -> tuple:
     first, tune = FINE_TUNES.get(variant, (variant, None))
     flags = [*COMMON, *VARIANTS[first]]
     minutes = args.minutes * (1 - FINETUNE_SHARE if tune else 1)
-    epochs = [args.epochs or epochs_for(minutes, flags, out / f"{variant}-probe", args.data_dir)]
-    run = out / first if tune is None else out / f"{variant}-phase1"
-    train_s = train(flags, epochs[0], run, args.data_dir)
+    counts = [args.epochs or epochs_for(minutes, flags, out / f"{variant}-probe", args.data_dir)]
+    phase1 = out / first if tune is None else out / f"{variant}-phase1"
+    train_s = train(flags, counts[0], phase1, args.data_dir)
+    run = phase1
     if tune is not None:
         tune_flags = [*FINETUNE_COMMON, *tune]
-        epochs.append(args.finetune_epochs or epochs_for(args.minutes * FINETUNE_SHARE, [*flags, *tune_flags],
+        counts.append(args.finetune_epochs or epochs_for(args.minutes * FINETUNE_SHARE, [*flags, *tune_flags],
                                                          out / f"{variant}-probe2", args.data_dir))
-        run, first_run = out / variant, run
-        train_s += train(["--init-from", str(first_run), *tune_flags], epochs[1], run, args.data_dir)
+        run = out / variant
+        train_s += train(["--init-from", str(phase1), *tune_flags], counts[1], run, args.data_dir)
     start = time.perf_counter()
     result = json.loads(subprocess.run([sys.executable, "-m", "vaekit", "evaluate", str(run), "--json",
                                         "--iw-samples", str(args.iw_samples), "--data-dir", args.data_dir],
                                        check=True, capture_output=True, text=True, env=ENV).stdout)
     eval_s = time.perf_counter() - start
-    epochs = "+".join(map(str, epochs))
+    epochs = "+".join(map(str, counts))
     print(json.dumps({"variant": variant, "epochs": epochs, "train_s": train_s, "eval_s": eval_s, **result}),
           flush=True)
     return variant, epochs, train_s, eval_s, result

@@ -259,15 +259,19 @@ def shape_of(meta: dict, path: Path) -> tuple[int, int, int]:
     return tuple(shape)
 
 
+def read_model(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], tuple[int, int, int], Path]:
+    """A run's trained weights, the data shape they were trained on, and the file they came from."""
+    path = Path(run_dir) / "model.safetensors"
+    tensors, meta = read_safetensors(path)
+    return tensors, shape_of(meta, path), path
+
+
 def load(run_dir: str | Path, device: str | torch.device = "cpu"):
     """Rebuild the trained VAE of a run directory (eval mode, on `device`)."""
     from .vae import VAE
 
-    run_dir = Path(run_dir)
     cfg = load_config_of(run_dir)
-    path = run_dir / "model.safetensors"
-    tensors, meta = read_safetensors(path)
-    x_shape = shape_of(meta, path)
+    tensors, x_shape, path = read_model(run_dir)
     vae = VAE(cfg.model, x_shape)
     load_weights(vae, tensors, path)
     return vae.to(device).eval()
@@ -275,11 +279,7 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu"):
 
 def load_trained_weights(run_dir: str | Path, vae) -> None:
     """Copy a run's trained weights into `vae`, whose config and data shape must match them."""
-    path = Path(run_dir) / "model.safetensors"
-    if not path.exists():
-        raise VaekitError(f"{path}: no trained model to start from")
-    tensors, meta = read_safetensors(path)
-    shape = shape_of(meta, path)
+    tensors, shape, path = read_model(run_dir)
     if shape != tuple(vae.x_shape):
         raise VaekitError(f"{path}: trained on data of shape {shape}, not {tuple(vae.x_shape)}")
     load_weights(vae, tensors, path, against="the new run's model")  # copied onto the model's device

@@ -56,6 +56,7 @@ TRAIN_FLAGS = {
     "precision": "train.precision", "threads": "train.threads", "device": "train.device",
     "checkpoint_every": "train.checkpoint_every", "checkpoint_minutes": "train.checkpoint_minutes",
     "compile": "train.compile", "channels_last": "train.channels_last", "tf32": "train.tf32",
+    "init_from": "train.init_from",
 }
 
 
@@ -77,8 +78,7 @@ def cmd_train(args) -> None:
         cfg = load_config(args.config) if args.config else Config()
         if args.init_from:  # the model and its data come with the weights; the training recipe is new
             source = ckpt.load_config_of(Path(args.init_from))
-            cfg = dataclasses.replace(cfg, model=source.model, data=source.data).override(
-                {"train.init_from": args.init_from})
+            cfg = dataclasses.replace(cfg, model=source.model, data=source.data)
         cfg = cfg.override({key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items()})
     train(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet)
     for name in ("model.safetensors", "samples.png", "reconstructions.png", "curves.png"):
