@@ -100,6 +100,7 @@ class TrainConfig:
     compile: bool | None = None  # torch.compile the training step (eager if it fails); None: long CPU runs only
     channels_last: bool = True  # NHWC memory format for the conv net
     tf32: bool = True  # TensorFloat-32 matrix products for fp32 on CUDA
+    onednn: bool = True  # fp32 dense layers on x86 CPUs through oneDNN (AVX-512) instead of torch.mm
     num_samples: int = 64  # prior samples pictured each epoch
     checkpoint_every: int = 0  # also checkpoint every N steps mid-epoch (0: at epoch ends only)
     checkpoint_minutes: float = 0.0  # also checkpoint when this many minutes have passed (0: off)

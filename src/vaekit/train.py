@@ -30,6 +30,7 @@ from .config import Config
 from .data import Splits, batch_indices, binarize, load_data
 from .errors import VaekitError
 from .metrics import autocast, evaluate_elbo
+from .nets import set_onednn
 from .objectives import OBJECTIVES
 from .optim import Adam
 from .plotting import save_curves, save_grid, save_pairs
@@ -191,6 +192,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
     tc = cfg.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
+    set_onednn(tc.onednn)
     device = resolve_device(tc.device)
     precision = resolve_precision(tc.precision, device)
     dist = distributed.init(device.type)
