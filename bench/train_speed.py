@@ -41,7 +41,7 @@ import textbook_vae  # noqa: E402
 import vaekit  # noqa: E402
 from vaekit.checkpoint import read_metrics  # noqa: E402
 from vaekit.data import load_data  # noqa: E402
-from vaekit.nets import ONEDNN_X86, onednn_mm  # noqa: E402
+from vaekit.nets import ONEDNN_X86, onednn_mm, set_onednn  # noqa: E402
 from vaekit.objectives import elbo  # noqa: E402
 from vaekit.train import resolve_precision  # noqa: E402
 
@@ -75,8 +75,10 @@ def seconds_to(target, seconds, tests):
 
 def flops_per_example(vae) -> float:
     x = torch.rand(BATCH, *vae.x_shape)
+    set_onednn(False)  # the counter knows aten's products, not oneDNN's
     with FlopCounterMode(display=False) as counter:
         elbo(vae, x).loss.mean().backward()
+    set_onednn(True)
     return counter.get_total_flops() / BATCH
 
 
@@ -162,6 +164,9 @@ def main():
     if "mlp" not in skip:
         tb_seconds, tb_tests = textbook_vae.run(images, labels, test_images, args.epochs)
         rows = [("textbook DataLoader (fp32)", tb_seconds, tb_tests, None)]
+        if ONEDNN_X86:  # what routing fp32 products through oneDNN gains, in this run
+            seconds, tests, _ = vaekit_epochs(splits, "mlp", args.epochs, "fp32", onednn=False)
+            rows.append((f"vaekit fp32, --no-onednn, batch {BATCH}", seconds, tests, "fp32"))
         for p in precisions:
             for compile_step in (False, True):
                 torch._dynamo.reset()  # each compiled row compiles afresh (the on-disk kernel cache may help)

@@ -50,6 +50,15 @@ def test_onednn_dense_matches_addmm_in_value_and_gradient(onednn):
 
 
 @needs_onednn
+def test_an_empty_batch_goes_through(onednn):
+    layer = Dense(5, 3)
+    x = torch.randn(0, 5, requires_grad=True)
+    y = layer(x)
+    y.sum().backward()
+    assert y.shape == (0, 3) and layer.weight.grad.abs().sum() == 0
+
+
+@needs_onednn
 def test_the_switch_and_autocast_choose_the_product(onednn):
     layer, x = Dense(64, 32), torch.randn(8, 64)
     assert products(lambda: layer(x)) == {"mkldnn::_linear_pointwise"}
