@@ -76,9 +76,11 @@ def seconds_to(target, seconds, tests):
 def flops_per_example(vae) -> float:
     x = torch.rand(BATCH, *vae.x_shape)
     set_onednn(False)  # the counter knows aten's products, not oneDNN's
-    with FlopCounterMode(display=False) as counter:
-        elbo(vae, x).loss.mean().backward()
-    set_onednn(True)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            elbo(vae, x).loss.mean().backward()
+    finally:
+        set_onednn(True)
     return counter.get_total_flops() / BATCH
 
 
@@ -105,7 +107,7 @@ def median_seconds(fn, repeats, rounds=7) -> float:
 def peak_gemm_rate(dtype, n=2048) -> dict[str, float]:
     """FLOP/s of a 2048^3 product, per library."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    return {name: 2 * n**3 / median_seconds(lambda: mm(a, b), 10, 5) for name, mm in gemm_libraries(dtype).items()}
+    return {name: 2 * n**3 / median_seconds(functools.partial(mm, a, b), 10, 5) for name, mm in gemm_libraries(dtype).items()}
 
 
 def mlp_gemm_seconds_per_step(dtype, repeats=200) -> dict[str, float]:

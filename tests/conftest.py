@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,11 @@ from vaekit.data import load_data
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("VAEKIT_DATA_DIR") or ROOT.parent / "shared" / "data")
+
+
+# torch.compile on CPU builds C++ kernels.
+needs_compiler = pytest.mark.skipif(not shutil.which(os.environ.get("CXX", "g++")),
+                                    reason="torch.compile needs a C++ compiler on CPU")
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,3 @@
-import shutil
-
 import pytest
 import torch
 from torch.profiler import profile
@@ -7,7 +5,7 @@ from torch.profiler import profile
 from vaekit.nets import ONEDNN_X86, Dense, mlp, set_onednn
 from vaekit.train import train
 
-from conftest import small_config
+from conftest import needs_compiler, small_config
 
 needs_onednn = pytest.mark.skipif(not ONEDNN_X86, reason="oneDNN dense layers are for x86 CPUs")
 
@@ -76,7 +74,7 @@ def test_training_config_turns_it_off(tmp_path, digits, onednn):
 
 
 @needs_onednn
-@pytest.mark.skipif(not shutil.which("g++"), reason="torch.compile needs a C++ compiler on CPU")
+@needs_compiler
 def test_compiled_onednn_dense_matches_eager(onednn):
     torch.manual_seed(0)
     net, x = mlp([64, 32, 8], "relu"), torch.randn(16, 64)

@@ -1,5 +1,3 @@
-import os
-import shutil
 
 import pytest
 import torch
@@ -13,7 +11,7 @@ from vaekit.config import TrainConfig
 from vaekit.distributed import Dist
 from vaekit.train import COMPILE_MIN_STEPS, train, wants_compile
 
-from conftest import small_config
+from conftest import needs_compiler, small_config
 
 
 def test_training_on_digits_lowers_the_loss(tmp_path, digits):
@@ -62,7 +60,7 @@ def test_resume_equals_uninterrupted(tmp_path, digits, binarize):
     assert losses("full") == losses("part")
 
 
-@pytest.mark.skipif(not shutil.which(os.environ.get("CXX", "g++")), reason="torch.compile needs a C++ compiler on CPU")
+@needs_compiler
 def test_compiled_step_trains_like_eager(tmp_path, digits, capsys):
     torch._dynamo.reset()
     losses = {}

@@ -29,12 +29,15 @@ def onednn_mm(a: torch.Tensor, b_t: torch.Tensor, bias: torch.Tensor | None = No
     """a @ b_t.T (+ bias) by oneDNN; b_t may be any strided view, a is made contiguous."""
     if torch.compiler.is_compiling():  # inductor's own lowering of the op wants frozen weights
         return compiled_onednn_mm(a, b_t, bias)
+    return linear_pointwise(a, b_t, bias)
+
+
+def linear_pointwise(a: torch.Tensor, b_t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     return torch.ops.mkldnn._linear_pointwise(a, b_t, bias, "none", [], "")
 
 
-@torch.library.custom_op("vaekit::onednn_mm", mutates_args=())
-def compiled_onednn_mm(a: torch.Tensor, b_t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return torch.ops.mkldnn._linear_pointwise(a, b_t, bias, "none", [], "")
+# The same product as an opaque op, for torch.compile (eager calls skip its dispatch overhead).
+compiled_onednn_mm = torch.library.custom_op("vaekit::onednn_mm", linear_pointwise, mutates_args=())
 
 
 @compiled_onednn_mm.register_fake
