@@ -41,8 +41,10 @@ import textbook_vae  # noqa: E402
 import vaekit  # noqa: E402
 from vaekit.checkpoint import read_metrics  # noqa: E402
 from vaekit.data import load_data  # noqa: E402
+from vaekit.likelihoods import BernoulliImage  # noqa: E402
 from vaekit.nets import ONEDNN_X86, onednn_mm, set_onednn  # noqa: E402
 from vaekit.objectives import elbo  # noqa: E402
+from vaekit.optim import Adam  # noqa: E402
 from vaekit.train import resolve_precision  # noqa: E402
 
 BATCH, LR = 128, 1e-3
@@ -122,6 +124,27 @@ def mlp_gemm_seconds_per_step(dtype, repeats=200) -> dict[str, float]:
     return {name: sum(t) for name, t in each.items()} | {"fastest": sum(map(min, zip(*each.values())))}
 
 
+def mlp_other_kernels_seconds_per_step(vae, repeats=200) -> dict[str, float]:
+    """The step's largest kernels besides the products, each alone at its real shapes (all fp32,
+    as in every precision): fused Adam over the model's parameters, the gradient norm that
+    guards the step, the Bernoulli log-density forward and backward. With the products they
+    are a floor that no training loop on this machine goes under."""
+    params = [p.detach().clone().requires_grad_() for p in vae.parameters()]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    logits = torch.randn(BATCH, *vae.x_shape, requires_grad=True)
+    x = torch.rand(BATCH, *vae.x_shape)
+
+    def log_density():
+        logits.grad = None
+        BernoulliImage(logits).log_prob(x).sum().backward()
+
+    return {"Adam": median_seconds(Adam(params).step, repeats),
+            "grad norm": median_seconds(functools.partial(torch.nn.utils.get_total_norm, [p.grad for p in params]),
+                                        repeats),
+            "log-density": median_seconds(log_density, repeats)}
+
+
 def table(title, rows, base, n, target):
     """rows: (name, seconds per epoch, test loss per epoch, bound seconds per epoch)."""
     print(f"\n{title}")
@@ -183,9 +206,14 @@ def main():
         steps = -(-n // BATCH)
         alone = {p: mlp_gemm_seconds_per_step(torch.float32 if p == "fp32" else torch.bfloat16) for p in precisions}
         gemm = {p: t["fastest"] * steps for p, t in alone.items()}
+        other = mlp_other_kernels_seconds_per_step(vae)
         print(f"\nMLP: {flops / 1e6:.2f} MFLOP per example (forward + backward); matrix products alone at their "
               f"shapes, batch {BATCH}, s/epoch: " + "; ".join(
                   f"{p} " + ", ".join(f"{lib} {t * steps:.2f}" for lib, t in libs.items()) for p, libs in alone.items()))
+        print("  the step's other big kernels alone, s/epoch: " + ", ".join(
+            f"{name} {t * steps:.3f}" for name, t in other.items()) + "; floor (fastest products + these): " + "; ".join(
+            f"{p} {gemm[p] + sum(other.values()) * steps:.2f} ({1 + sum(other.values()) * steps / gemm[p]:.2f}x the bound)"
+            for p in precisions))
         table(f"MLP VAE, {args.epochs} epochs (x bound: against the fastest GEMMs-alone time at batch {BATCH}; "
               f"target: the textbook's {args.epochs}-epoch test loss)",
               [(name, s, t, gemm[p or "fp32"]) for name, s, t, p in rows], statistics.median(tb_seconds), n,
