@@ -14,6 +14,8 @@
    against this machine's measured matrix-multiply rate; for the MLP also the time of its GEMMs
    alone at their real shapes. Both by the fastest library on hand (torch.mm or oneDNN: on AMD
    CPUs torch.mm's fp32 runs MKL's AVX2 code at half oneDNN's rate), so the bound is the machine's.
+   With the step's other big kernels timed alone (fused Adam, gradient norm, log-density), the
+   floor below which no training loop can go, as a multiple of that bound.
 
     python bench/train_speed.py --data-dir ../shared/data [--epochs 10] [--conv-epochs 2] [--repeats 3]
 """
