@@ -209,13 +209,13 @@ def main():
         alone = {p: mlp_gemm_seconds_per_step(torch.float32 if p == "fp32" else torch.bfloat16) for p in precisions}
         gemm = {p: t["fastest"] * steps for p, t in alone.items()}
         other = mlp_other_kernels_seconds_per_step(vae)
+        rest = sum(other.values()) * steps  # s/epoch
         print(f"\nMLP: {flops / 1e6:.2f} MFLOP per example (forward + backward); matrix products alone at their "
               f"shapes, batch {BATCH}, s/epoch: " + "; ".join(
                   f"{p} " + ", ".join(f"{lib} {t * steps:.2f}" for lib, t in libs.items()) for p, libs in alone.items()))
         print("  the step's other big kernels alone, s/epoch: " + ", ".join(
             f"{name} {t * steps:.3f}" for name, t in other.items()) + "; floor (fastest products + these): " + "; ".join(
-            f"{p} {gemm[p] + sum(other.values()) * steps:.2f} ({1 + sum(other.values()) * steps / gemm[p]:.2f}x the bound)"
-            for p in precisions))
+            f"{p} {gemm[p] + rest:.2f} ({1 + rest / gemm[p]:.2f}x the bound)" for p in precisions))
         table(f"MLP VAE, {args.epochs} epochs (x bound: against the fastest GEMMs-alone time at batch {BATCH}; "
               f"target: the textbook's {args.epochs}-epoch test loss)",
               [(name, s, t, gemm[p or "fp32"]) for name, s, t, p in rows], statistics.median(tb_seconds), n,
