@@ -50,6 +50,7 @@ from vaekit.optim import Adam  # noqa: E402
 from vaekit.train import resolve_precision  # noqa: E402
 
 BATCH, LR = 128, 1e-3
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 MLP_LAYERS = [(784, 400), (400, 40), (20, 400), (400, 784)]
 
 
@@ -79,12 +80,12 @@ def seconds_to(target, seconds, tests):
 
 def flops_per_example(vae) -> float:
     x = torch.rand(BATCH, *vae.x_shape)
-    set_onednn(False)  # the counter knows aten's products, not oneDNN's
+    previous = set_onednn(False)  # the counter knows aten's products, not oneDNN's
     try:
         with FlopCounterMode(display=False) as counter:
             elbo(vae, x).loss.mean().backward()
     finally:
-        set_onednn(True)
+        set_onednn(previous)
     return counter.get_total_flops() / BATCH
 
 
@@ -111,7 +112,8 @@ def median_seconds(fn, repeats, rounds=7) -> float:
 def peak_gemm_rate(dtype, n=2048) -> dict[str, float]:
     """FLOP/s of a 2048^3 product, per library."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    return {name: 2 * n**3 / median_seconds(functools.partial(mm, a, b), 10, 5) for name, mm in gemm_libraries(dtype).items()}
+    return {name: 2 * n**3 / median_seconds(functools.partial(mm, a, b), 10, 5)
+            for name, mm in gemm_libraries(dtype).items()}
 
 
 def mlp_gemm_seconds_per_step(dtype, repeats=200) -> dict[str, float]:
@@ -181,7 +183,7 @@ def main():
     images, labels, test_images = textbook_vae.load_mnist(args.data_dir)
     n, native = len(images), resolve_precision("auto", torch.device("cpu"))
     precisions = list(dict.fromkeys(["fp32", native]))
-    rates = {p: peak_gemm_rate(torch.float32 if p == "fp32" else torch.bfloat16) for p in precisions}
+    rates = {p: peak_gemm_rate(DTYPES[p]) for p in precisions}
     peak = {p: max(r.values()) for p, r in rates.items()}  # the machine's rate: the fastest library's
     print(f"MNIST {n} train / {len(test_images)} test, batch {BATCH}, Adam {LR}, {args.threads} threads, "
           f"torch {torch.__version__}; 2048^3 GEMM " + "; ".join(
@@ -206,16 +208,17 @@ def main():
         rows.append((f"vaekit defaults ({native}, batch {defaults.batch_size})", seconds, tests, native))
         flops = flops_per_example(vae)
         steps = -(-n // BATCH)
-        alone = {p: mlp_gemm_seconds_per_step(torch.float32 if p == "fp32" else torch.bfloat16) for p in precisions}
+        alone = {p: mlp_gemm_seconds_per_step(DTYPES[p]) for p in precisions}
         gemm = {p: t["fastest"] * steps for p, t in alone.items()}
         other = mlp_other_kernels_seconds_per_step(vae)
         rest = sum(other.values()) * steps  # s/epoch
+        by_library = "; ".join(f"{p} " + ", ".join(f"{lib} {t * steps:.2f}" for lib, t in libs.items())
+                               for p, libs in alone.items())
         print(f"\nMLP: {flops / 1e6:.2f} MFLOP per example (forward + backward); matrix products alone at their "
-              f"shapes, batch {BATCH}, s/epoch: " + "; ".join(
-                  f"{p} " + ", ".join(f"{lib} {t * steps:.2f}" for lib, t in libs.items()) for p, libs in alone.items()))
-        print("  the step's other big kernels alone, s/epoch: " + ", ".join(
-            f"{name} {t * steps:.3f}" for name, t in other.items()) + "; floor (fastest products + these): " + "; ".join(
-            f"{p} {gemm[p] + rest:.2f} ({1 + rest / gemm[p]:.2f}x the bound)" for p in precisions))
+              f"shapes, batch {BATCH}, s/epoch: {by_library}")
+        kernels = ", ".join(f"{name} {t * steps:.3f}" for name, t in other.items())
+        floor = "; ".join(f"{p} {gemm[p] + rest:.2f} ({1 + rest / gemm[p]:.2f}x the bound)" for p in precisions)
+        print(f"  the step's other big kernels alone, s/epoch: {kernels}; floor (fastest products + these): {floor}")
         table(f"MLP VAE, {args.epochs} epochs (x bound: against the fastest GEMMs-alone time at batch {BATCH}; "
               f"target: the textbook's {args.epochs}-epoch test loss)",
               [(name, s, t, gemm[p or "fp32"]) for name, s, t, p in rows], statistics.median(tb_seconds), n,

@@ -13,9 +13,9 @@ needs_onednn = pytest.mark.skipif(not ONEDNN_X86, reason="oneDNN dense layers ar
 @pytest.fixture
 def onednn():
     """Leave the switch as a test found it."""
-    set_onednn(True)
+    previous = set_onednn(True)
     yield set_onednn
-    set_onednn(True)
+    set_onednn(previous)
 
 
 def grads(net, x):

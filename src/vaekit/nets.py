@@ -20,9 +20,11 @@ ONEDNN_X86 = torch.backends.mkldnn.is_available() and platform.machine().lower()
 _onednn = {"on": ONEDNN_X86}
 
 
-def set_onednn(enabled: bool) -> None:
-    """Route fp32 dense layers on x86 CPUs through oneDNN (where this build has it) or torch.addmm."""
-    _onednn["on"] = enabled and ONEDNN_X86
+def set_onednn(enabled: bool) -> bool:
+    """Route fp32 dense layers on x86 CPUs through oneDNN (where this build has it) or torch.addmm.
+    Returns the previous setting, for callers that restore it."""
+    previous, _onednn["on"] = _onednn["on"], enabled and ONEDNN_X86
+    return previous
 
 
 def onednn_mm(a: torch.Tensor, b_t: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
