@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from vaekit.config import DataConfig
-from vaekit.data import batch_indices, load_data, read_idx
+from vaekit.data import batch_indices, load_data
+from vaekit.kinds.image import read_idx
 from vaekit.errors import VaekitError
 
 

@@ -15,7 +15,8 @@ from PIL import Image
 
 import vaekit
 from vaekit.config import DataConfig, load_config
-from vaekit.data import load_data, read_idx
+from vaekit.data import load_data
+from vaekit.kinds.image import read_idx
 from vaekit.errors import VaekitError
 
 from conftest import small_config

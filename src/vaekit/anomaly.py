@@ -54,3 +54,17 @@ def summarize(scores: np.ndarray, threshold: float, is_anomaly: np.ndarray | Non
             "false_positive_rate": float(flagged[~is_anomaly].mean()),
         })
     return out
+
+
+def write_csv(path, columns: dict[str, list]) -> None:
+    """One row per input, one column per entry of `columns` (all of one length), atomically."""
+    import csv
+    import io
+
+    from .checkpoint import atomic_write
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    w.writerows(zip(*columns.values()))
+    atomic_write(path, buf.getvalue().encode())

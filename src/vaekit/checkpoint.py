@@ -2,6 +2,7 @@
 safetensors, everything else to JSON, and every file is written atomically.
 
     RUN/config.json              the Config the run was trained with
+    RUN/schema.json              what the data kind fitted on the training split (columns, ...)
     RUN/model.safetensors        the trained weights (+ x_shape and epoch in its metadata)
     RUN/checkpoint.safetensors   weights + optimizer state + RNG states + progress, for --resume
     RUN/metrics.jsonl            one JSON record per epoch
@@ -18,6 +19,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -73,6 +75,16 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_npy(path: Path, array) -> None:
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    atomic_write(path, buf.getvalue())
 
 
 def write_json(path: Path, obj) -> None:
@@ -153,7 +165,7 @@ def lock_run(run_dir: Path, create: bool, active: bool = True):
 # ---------------------------------------------------------------- run directory
 
 
-def create_run(run_dir: Path, cfg: Config) -> None:
+def create_run(run_dir: Path, cfg: Config, schema: dict) -> None:
     run_dir = Path(run_dir)
     if (run_dir / "config.json").exists():
         raise VaekitError(f"{run_dir}: already holds a run; use --resume {run_dir} or another --out")
@@ -161,6 +173,7 @@ def create_run(run_dir: Path, cfg: Config) -> None:
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise VaekitError(f"{run_dir}: cannot create run directory ({e.strerror})") from None
+    write_json(run_dir / "schema.json", schema)
     write_json(run_dir / "config.json", cfg.to_dict())
     (run_dir / "metrics.jsonl").write_text("")
 
@@ -246,35 +259,112 @@ def load_checkpoint(run_dir: Path, vae, optimizer, generator: torch.Generator) -
     return state, extra
 
 
-def shape_of(meta: dict, path: Path) -> tuple[int, int, int]:
-    """The (C, H, W) recorded with the weights, checked before anything is allocated for it."""
+def shape_of(meta: dict, path: Path) -> tuple[int, ...]:
+    """The example shape recorded with the weights ((C, H, W) for images, (F,) for a table's
+    fields), checked before anything is allocated for it."""
     try:
         shape = json.loads(meta["x_shape"])
     except (KeyError, json.JSONDecodeError) as e:
         raise VaekitError(f"{path}: metadata lacks the data shape ({e})") from None
-    if (not isinstance(shape, list) or len(shape) != 3
-            or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 65536 for s in shape)
-            or shape[0] * shape[1] * shape[2] > 2**24):
+    if (not isinstance(shape, list) or not 1 <= len(shape) <= 3
+            or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 2**24 for s in shape)
+            or math.prod(shape) > 2**24):
         raise VaekitError(f"{path}: bad data shape {str(shape)[:40]} in metadata")
     return tuple(shape)
 
 
-def read_model(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], tuple[int, int, int], Path]:
+def read_model(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], tuple[int, ...], Path]:
     """A run's trained weights, the data shape they were trained on, and the file they came from."""
     path = Path(run_dir) / "model.safetensors"
     tensors, meta = read_safetensors(path)
     return tensors, shape_of(meta, path), path
 
 
-def load(run_dir: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild the trained VAE of a run directory (eval mode, on `device`)."""
+def read_schema(run_dir: Path, x_shape: tuple[int, ...] | None = None) -> dict:
+    """RUN/schema.json; runs made before data kinds had none, and get {"x_shape": x_shape}
+    (an image's shape is its whole schema)."""
+    path = Path(run_dir) / "schema.json"
+    if not path.exists() and x_shape is not None:
+        return {"x_shape": list(x_shape)}
+    schema = read_json(path)
+    if not isinstance(schema, dict):
+        raise VaekitError(f"{path}: expected a JSON object")
+    return schema
+
+
+def build_vae(cfg: Config, kind, schema: dict, x_shape: tuple[int, ...] | None = None):
+    """The VAE a run's config, kind and schema describe (untrained)."""
     from .vae import VAE
 
+    nets = kind.nets(cfg.model, schema)
+    if nets is not None:
+        return VAE(cfg.model, nets.x_shape, nets)
+    return VAE(cfg.model, tuple(x_shape if x_shape is not None else schema["x_shape"]))
+
+
+@dataclass
+class LoadedRun:
+    """A trained run, ready for the commands: its config, data kind, schema and model."""
+
+    run_dir: Path
+    cfg: Config
+    kind: object  # kinds.Kind
+    schema: dict
+    vae: torch.nn.Module
+
+    def data_config(self, data_dir: str | None = None):
+        return self.cfg.override({"data.data_dir": data_dir}).data
+
+    def splits(self, data_dir: str | None = None):
+        """The run's train / validation / test splits, encoded with its schema."""
+        return self.kind.load(self.data_config(data_dir), self.schema)[0]
+
+    def inputs(self, name: str | None = None, data_dir: str | None = None):
+        """(x, y) from the file `name`, or the run's test split; checked against the model."""
+        x, y = self.kind.inputs(self.data_config(data_dir), self.schema, name)
+        shown = name or self.cfg.data.name
+        if tuple(x.shape[1:]) != self.vae.x_shape:
+            raise VaekitError(f"{shown}: examples of shape {tuple(x.shape[1:])}, the model takes {self.vae.x_shape}")
+        if self.vae.conditional and y is None:
+            raise VaekitError(f"{shown}: a conditional VAE needs labelled inputs")
+        return x, y
+
+    def out_path(self, out: str | None, default: str) -> Path:
+        """`out`, or `default` inside the run directory; its folder must exist."""
+        path = Path(out) if out else self.run_dir / default
+        if not path.parent.is_dir():
+            raise VaekitError(f"{path.parent}: output directory not found")
+        return path
+
+    def posterior_sampler(self, num_components: int, seed: int, data_dir: str | None = None):
+        """A Gaussian mixture over the posterior means of (up to 10,000) training examples."""
+        from . import explore
+
+        splits = self.splits(data_dir)
+        y = None if splits.train_y is None else splits.train_y[:10_000]
+        mu, _ = explore.embed(self.vae, splits.train_x[:10_000], y=self.vae.labels_for(y))
+        return explore.PosteriorSampler(num_components, seed=seed).fit(mu)
+
+
+def open_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """A run directory's config, kind, schema and trained model (eval mode, on `device`)."""
+    from .kinds import kind_of
+
+    run_dir = Path(run_dir)
     cfg = load_config_of(run_dir)
     tensors, x_shape, path = read_model(run_dir)
-    vae = VAE(cfg.model, x_shape)
+    kind = kind_of(cfg.data)
+    schema = read_schema(run_dir, x_shape)
+    vae = build_vae(cfg, kind, schema, x_shape)
+    if tuple(vae.x_shape) != x_shape:
+        raise VaekitError(f"{path}: trained on examples of shape {x_shape}, {run_dir / 'schema.json'} describes {vae.x_shape}")
     load_weights(vae, tensors, path)
-    return vae.to(device).eval()
+    return LoadedRun(run_dir, cfg, kind, schema, vae.to(device).eval())
+
+
+def load(run_dir: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild the trained VAE of a run directory (eval mode, on `device`)."""
+    return open_run(run_dir, device).vae
 
 
 def load_trained_weights(run_dir: str | Path, vae) -> None:

@@ -17,10 +17,10 @@ import torch
 from . import anomaly, explore
 from . import checkpoint as ckpt
 from .config import Config, load_config
-from .data import load_data, load_inputs
 from .errors import VaekitError
+from .kinds import kind_of, option_fields
 from .metrics import evaluate
-from .plotting import save_grid, save_histogram, save_pairs, save_scatter
+from .plotting import save_histogram, save_scatter
 from .train import TrainingStopped, train
 
 
@@ -34,14 +34,39 @@ def int_list(text: str) -> list[int]:
     return sizes
 
 
+def str_list(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", help="digits | mnist | fashion-mnist | path to .npy/.npz or an image folder")
+    p.add_argument("--data", help="digits | mnist | fashion-mnist | a file (.npy/.npz, .csv/.tsv/.parquet, ...) "
+                                  "or an image folder")
     p.add_argument("--data-dir", help="folder of IDX files (default: $VAEKIT_DATA_DIR)")
+
+
+def add_kind_option_args(p: argparse.ArgumentParser) -> None:
+    """A flag for every option of every data kind (kinds/*.py: Options), e.g. --categorical A,B."""
+    for name, f in option_fields().items():
+        kwargs = {"dest": f"option_{name}", "help": f.metadata.get("help"), "default": None}
+        if "list[str]" in str(f.type):
+            kwargs["type"] = str_list
+        elif "bool" in str(f.type):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif "int" in str(f.type):
+            kwargs["type"] = int
+        elif "float" in str(f.type):
+            kwargs["type"] = float
+        p.add_argument("--" + name.replace("_", "-"), **kwargs)
+
+
+def option_flags(args) -> dict:
+    """The kind options given on the command line: {name: value}."""
+    return {k[len("option_"):]: v for k, v in vars(args).items() if k.startswith("option_") and v is not None}
 
 
 # Flags of `train` and the config keys they set; None (not given) leaves the config's value.
 TRAIN_FLAGS = {
-    "data": "data.name", "data_dir": "data.data_dir", "binarize": "data.binarize",
+    "data": "data.name", "kind": "data.kind", "test_data": "data.test_data", "data_dir": "data.data_dir", "binarize": "data.binarize",
     "val_fraction": "data.val_fraction", "exclude_classes": "data.exclude_classes",
     "max_train": "data.max_train",
     "model": "model.net", "latent_dim": "model.latent_dim", "hidden": "model.hidden",
@@ -76,97 +101,59 @@ def cmd_train(args) -> None:
         if not args.out:
             raise VaekitError("train needs --out RUN (or --resume RUN)")
         run_dir = Path(args.out)
-        cfg = load_config(args.config) if args.config else Config()
-        if args.init_from:  # the model and its data come with the weights; the training recipe is new
-            source = ckpt.load_config_of(Path(args.init_from))
-            cfg = dataclasses.replace(cfg, model=source.model, data=source.data)
-        cfg = cfg.override({key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items()})
+        cfg = new_config(args)
     train(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet)
-    for name in ("model.safetensors", "samples.png", "reconstructions.png", "curves.png"):
+    for name in ("model.safetensors", "curves.png", *kind_of(cfg.data).final_outputs):
         print(f"wrote {run_dir / name}")
 
 
-def out_path(args, default: str) -> Path:
-    """--out, or `default` inside the run directory; its folder must exist."""
-    out = Path(args.out) if args.out else Path(args.run) / default
-    if not out.parent.is_dir():
-        raise VaekitError(f"{out.parent}: output directory not found")
-    return out
-
-
-def save_array(path: Path, array: np.ndarray) -> None:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, array)
-    ckpt.atomic_write(path, buf.getvalue())
-
-
-def save_images(out: Path, x: torch.Tensor, nrow: int | None = None) -> None:
-    """A .npy path gets the array, anything else a PNG grid."""
-    if out.suffix == ".npy":
-        save_array(out, x.numpy())
-    else:
-        save_grid(out, x, nrow)
-    print(f"wrote {out}")
-
-
-def run_inputs(args, vae):
-    """The run's model config and the inputs --data/--data-dir name (default: the run's test split)."""
-    cfg = ckpt.load_config_of(Path(args.run))
-    cfg = cfg.override({"data.name": args.data, "data.data_dir": args.data_dir})
-    x, y = load_inputs(cfg.data)
-    if tuple(x.shape[1:]) != vae.x_shape:
-        raise VaekitError(f"{cfg.data.name}: examples of shape {tuple(x.shape[1:])}, the model takes {vae.x_shape}")
-    if vae.conditional and y is None:
-        raise VaekitError(f"{cfg.data.name}: a conditional VAE needs labelled inputs")
-    return cfg, x, y
-
-
-
-def posterior_sampler(args, vae, num_components: int) -> explore.PosteriorSampler:
-    """A Gaussian mixture over the posterior means of (up to 10,000) training examples."""
-    cfg = ckpt.load_config_of(Path(args.run)).override({"data.data_dir": getattr(args, "data_dir", None)})
-    splits = load_data(cfg.data)
-    y = None if splits.train_y is None else splits.train_y[:10_000]
-    mu, _ = explore.embed(vae, splits.train_x[:10_000], y=vae.labels_for(y))
-    return explore.PosteriorSampler(num_components, seed=args.seed).fit(mu)
+def new_config(args) -> Config:
+    """A new run's config: its data kind's defaults, under --config, under the flags."""
+    file = load_config(args.config).to_dict() if args.config else {}
+    if args.init_from:  # the model and its data come with the weights; the training recipe is new
+        source = ckpt.load_config_of(Path(args.init_from)).to_dict()
+        file.update(model=source["model"], data=source["data"])
+    flags = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items()}
+    data = Config.from_dict({"data": file.get("data", {})}).override(flags).data
+    kind = kind_of(data)
+    options = option_flags(args)
+    known = {f.name for f in dataclasses.fields(kind.Options)}
+    for name in options:
+        if name not in known:
+            raise VaekitError(f"--{name.replace('_', '-')} does not apply to {kind.name} data")
+    cfg = Config().override(kind.defaults).merged(file)
+    return cfg.override(flags | {f"data.options.{k}": v for k, v in options.items()})
 
 
 def cmd_sample(args) -> None:
-    vae = ckpt.load(args.run)
-    out = out_path(args, "samples.png")
-    if args.label is not None and not vae.conditional:
-        raise VaekitError("--label needs a conditional VAE (train with --num-classes)")
-    y = None
-    if vae.conditional:
-        y = torch.full((args.num,), args.label) if args.label is not None else torch.arange(args.num) % vae.cfg.num_classes
-    if args.sampler == "posterior":
-        z = posterior_sampler(args, vae, args.components).sample(args.num, args.temperature)
-        x = vae.decode(z, y).mean.detach()
-    else:
-        x = vae.sample(args.num, temperature=args.temperature, generator=torch.Generator().manual_seed(args.seed), y=y)
-    save_images(out, x)  # (N, C, H, W)
+    run = ckpt.open_run(args.run)
+    run.kind.sample(run, args)
+
+
+def cmd_reconstruct(args) -> None:
+    run = ckpt.open_run(args.run)
+    run.kind.reconstruct(run, args)
+
+
+def cmd_interpolate(args) -> None:
+    run = ckpt.open_run(args.run)
+    run.kind.interpolate(run, args)
+
+
+def cmd_manifold(args) -> None:
+    run = ckpt.open_run(args.run)
+    run.kind.manifold(run, args)
 
 
 def cmd_evaluate(args) -> None:
-    vae = ckpt.load(args.run)
-    cfg, x, y = run_inputs(args, vae)
+    run = ckpt.open_run(args.run)
+    vae = run.vae
+    x, y = run.inputs(args.data, args.data_dir)
     if not 0 <= args.iw_samples <= 5000:
         raise VaekitError(f"--iw-samples must be in [0, 5000], got {args.iw_samples}")
     result = evaluate(vae, x, iw_samples=args.iw_samples, precision=args.precision, seed=args.seed, y=vae.labels_for(y),
                       progress=not args.quiet)
-    if args.quality:
-        from . import quality
-
-        splits = load_data(cfg.data)
-        net = quality.feature_net_for(Path(args.run), splits.train_x, splits.train_y)
-        n = min(len(x), 10_000)
-        samples = vae.sample(n, generator=torch.Generator().manual_seed(args.seed),
-                             y=None if y is None or not vae.conditional else y[:n])
-        result["frechet_classifier_distance"] = quality.frechet_distance(
-            quality.feature_stats(net, samples), quality.feature_stats(net, x[:n]))
-        result["frechet_feature_net"] = quality.RECIPE
+    result.update(run.kind.evaluate(run, args, x, y))
     if args.json:
         print(json.dumps(result))
     else:
@@ -176,53 +163,24 @@ def cmd_evaluate(args) -> None:
             print(f"{k:>28}: {v:.4f}" if isinstance(v, float) else f"{k:>28}: {v}")
 
 
-def cmd_reconstruct(args) -> None:
-    vae = ckpt.load(args.run)
-    _, x, y = run_inputs(args, vae)
-    x, y = x[: args.num], vae.labels_for(None if y is None else y[: args.num])
-    out = out_path(args, "reconstructions.png")
-    if out.suffix == ".npy":
-        save_images(out, torch.stack([x, vae.reconstruct(x, y)], dim=1))  # (N, 2, C, H, W)
-    else:
-        save_pairs(out, x, vae.reconstruct(x, y))
-        print(f"wrote {out}")
-
-
-def cmd_interpolate(args) -> None:
-    vae = ckpt.load(args.run)
-    _, x, y = run_inputs(args, vae)
-    y = vae.labels_for(y)
-    if len(x) < 2 * args.pairs:
-        raise VaekitError(f"need {2 * args.pairs} inputs for {args.pairs} pairs, got {len(x)}")
-    g = torch.Generator().manual_seed(args.seed)
-    idx = torch.randperm(len(x), generator=g)[: 2 * args.pairs]
-    ya, yb = (None, None) if y is None else (y[idx[::2]], y[idx[1::2]])
-    path = explore.interpolate(vae, x[idx[::2]], x[idx[1::2]], args.steps, args.spherical, ya, yb)  # (P, K, C, H, W)
-    save_images(out_path(args, "interpolations.png"), path.flatten(0, 1), nrow=args.steps)
-
-
-def cmd_manifold(args) -> None:
-    vae = ckpt.load(args.run)
-    x = explore.manifold(vae, args.grid, args.span, tuple(args.dims), label=args.label or 0)
-    save_images(out_path(args, "manifold.png"), x, nrow=args.grid)
-
-
 def cmd_latents(args) -> None:
-    vae = ckpt.load(args.run)
-    _, x, y = run_inputs(args, vae)
+    run = ckpt.open_run(args.run)
+    vae = run.vae
+    x, y = run.inputs(args.data, args.data_dir)
     mu, _ = explore.embed(vae, x[: args.num], y=vae.labels_for(None if y is None else y[: args.num]))
     points = explore.project_2d(mu.numpy(), args.projection)
     how = "latent space" if vae.latent_dim <= 2 else f"{args.projection.upper()} of {vae.latent_dim}-D posterior means"
-    out = out_path(args, "latents.png")
+    out = run.out_path(args.out, "latents.png")
     save_scatter(out, points, None if y is None else y[: args.num].numpy(), how)
     print(f"wrote {out}")
 
 
 def cmd_encode(args) -> None:
-    vae = ckpt.load(args.run)
-    _, x, y = run_inputs(args, vae)
+    run = ckpt.open_run(args.run)
+    vae = run.vae
+    x, y = run.inputs(args.data, args.data_dir)
     mu, logvar = explore.embed(vae, x, y=vae.labels_for(y))
-    out = out_path(args, "embeddings.npy")
+    out = run.out_path(args.out, "embeddings.npy")
     if out.suffix == ".csv":
         import csv
         import io
@@ -237,36 +195,35 @@ def cmd_encode(args) -> None:
             w.writerow([f"{v:.6g}" for v in row] + ([int(y[i])] if y is not None else []))
         ckpt.atomic_write(out, buf.getvalue().encode())
     else:
-        save_array(out, mu.numpy())
+        ckpt.write_npy(out, mu.numpy())
         if args.logvar:
-            save_array(out.with_name(out.stem + "_logvar.npy"), logvar.numpy())
+            ckpt.write_npy(out.with_name(out.stem + "_logvar.npy"), logvar.numpy())
     print(f"wrote {out} ({len(mu)} x {vae.latent_dim})")
 
 
 def cmd_anomaly(args) -> None:
-    vae = ckpt.load(args.run)
-    cfg, x, y = run_inputs(args, vae)
+    run = ckpt.open_run(args.run)
+    vae = run.vae
+    x, y = run.inputs(args.data, args.data_dir)
     scores = anomaly.score(vae, x, args.score, num_samples=args.num_samples, y=vae.labels_for(y))
     if args.normal_data:
-        normal_cfg = cfg.override({"data.name": args.normal_data})
-        normal_x, normal_y = load_inputs(normal_cfg.data)
+        normal_x, normal_y = run.inputs(args.normal_data, args.data_dir)
     else:  # the run's validation split: held out from training, never an excluded class
-        splits = load_data(ckpt.load_config_of(Path(args.run)).override({"data.data_dir": args.data_dir}).data)
+        splits = run.splits(args.data_dir)
         normal_x, normal_y = splits.val_x, splits.val_y
     normal_scores = anomaly.score(vae, normal_x, args.score, num_samples=args.num_samples, y=vae.labels_for(normal_y))
     threshold = anomaly.threshold_at(normal_scores, args.fpr)
-    classes = args.anomaly_classes if args.anomaly_classes is not None else cfg.data.exclude_classes
+    classes = args.anomaly_classes if args.anomaly_classes is not None else run.cfg.data.exclude_classes
     is_anomaly = np.isin(y.numpy(), classes) if (y is not None and classes) else None
     summary = {"score": args.score, "target_fpr": args.fpr, "anomaly_classes": classes,
                **anomaly.summarize(scores, threshold, is_anomaly)}
-    out = out_path(args, "anomaly.csv")
-    rows = ["index,score,flagged" + (",label,is_anomaly" if is_anomaly is not None else "")]
-    for i, s in enumerate(scores):
-        row = f"{i},{s:.6g},{int(s > threshold)}"
-        if is_anomaly is not None:
-            row += f",{int(y[i])},{int(is_anomaly[i])}"
-        rows.append(row)
-    ckpt.atomic_write(out, ("\n".join(rows) + "\n").encode())
+    out = run.out_path(args.out, "anomaly.csv")
+    columns = {"index": list(range(len(scores))), "score": [f"{s:.6g}" for s in scores],
+               "flagged": [int(s > threshold) for s in scores]}
+    if is_anomaly is not None:
+        columns.update(label=[int(v) for v in y], is_anomaly=[int(v) for v in is_anomaly])
+    columns.update(run.kind.explain(run, x, y, normal_x, normal_y, args))
+    anomaly.write_csv(out, columns)
     picture = save_histogram(out.with_suffix(".png"), scores, is_anomaly, threshold, args.score)
     summary.update(scores_csv=str(out), histogram=str(picture))
     ckpt.write_json(out.with_suffix(".json"), summary)
@@ -285,13 +242,16 @@ def cmd_holdout(args) -> None:
 def cmd_report(args) -> None:
     from .report import write_report
 
-    out = out_path(args, "report.html")
+    out = ckpt.open_run(args.run).out_path(args.out, "report.html")
     write_report(Path(args.run), out, data_dir=args.data_dir)
     print(f"wrote {out}")
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     add_data_args(p)
+    p.add_argument("--kind", help="the data kind: image, table, ... (default: from --data, e.g. a .csv is a table)")
+    p.add_argument("--test-data", help="a file of test examples (default: a held-out share of --data)")
+    add_kind_option_args(p)
     p.add_argument("--out", help="run directory to create")
     p.add_argument("--config", help="JSON config file; flags override it")
     p.add_argument("--model", choices=["mlp", "conv"])
@@ -378,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prior: z ~ p(z); posterior: a Gaussian mixture fitted to training codes")
     p.add_argument("--components", type=int, default=10, help="mixture components of the posterior sampler")
     p.add_argument("--label", type=int, help="the class to draw (conditional VAE; default: every class in turn)")
+    p.add_argument("--condition", action="append", default=[], metavar="COL=VALUE",
+                   help="table runs: every row drawn has COL=VALUE, the other columns their conditional "
+                        "distribution (repeatable)")
 
     p = command("evaluate", cmd_evaluate, "test-set figures of a trained run")
     p.add_argument("--iw-samples", type=int, default=100,

@@ -19,8 +19,12 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 class DataConfig:
     """Which data set and how it is prepared."""
 
-    name: str = "digits"  # digits | mnist | fashion-mnist | path to .npy/.npz/image folder
+    name: str = "digits"  # digits | mnist | fashion-mnist | path to a file or folder of the data
+    # The data kind (kinds/): image | table | ...; auto: from the name (a .csv/.tsv/.parquet file
+    # is a table, the named sets, arrays and image folders are images).
+    kind: str = "auto"
     data_dir: str | None = None  # folder of IDX files; falls back to $VAEKIT_DATA_DIR
+    test_data: str | None = None  # a file of test examples (default: a held-out share of `name`)
     binarize: str = "none"  # none | static (once, fixed seed) | dynamic (re-sampled each epoch)
     # Share of the training split held out for validation; None: 1/60 for sets that ship a test
     # split (1,000 of MNIST's 60,000), 0.1 for the rest.
@@ -31,6 +35,7 @@ class DataConfig:
     # anomaly experiment trains on the rest and scores these as anomalies.
     exclude_classes: list[int] = field(default_factory=list)
     max_train: int | None = None  # use at most this many training examples (quick experiments)
+    options: dict = field(default_factory=dict)  # the kind's own options (its Options dataclass)
 
     def __post_init__(self):
         if self.binarize not in BINARIZE:
@@ -63,7 +68,7 @@ class ModelConfig:
     def __post_init__(self):
         if not 1 <= self.latent_dim <= MAX_WIDTH:
             raise VaekitError(f"latent_dim must be in [1, {MAX_WIDTH}], got {self.latent_dim}")
-        if not self.hidden or any(not 1 <= h <= MAX_WIDTH for h in self.hidden):
+        if any(not 1 <= h <= MAX_WIDTH for h in self.hidden):
             raise VaekitError(f"hidden sizes must be integers in [1, {MAX_WIDTH}], got {self.hidden}")
         if not 1 <= self.top_latent_dim <= MAX_WIDTH or any(not 1 <= h <= MAX_WIDTH for h in self.top_hidden):
             raise VaekitError(f"top_latent_dim and top_hidden must be integers in [1, {MAX_WIDTH}]")
@@ -159,6 +164,18 @@ class Config:
         lr = t.lr if t.lr is not None else lr * math.sqrt((t.batch_size or batch) / batch)
         return dataclasses.replace(self, train=dataclasses.replace(t, batch_size=t.batch_size or batch, lr=lr))
 
+    def merged(self, d: dict, source: str = "config") -> "Config":
+        """A copy with the sections of a config object `d` laid over this one, key by key."""
+        base = self.to_dict()
+        if not isinstance(d, dict):
+            raise VaekitError(f"{source}: expected a JSON object")
+        for section, values in d.items():
+            if section in base and isinstance(values, dict):
+                base[section] = base[section] | values
+            else:
+                base[section] = values  # from_dict names what is wrong
+        return Config.from_dict(base, source)
+
     def override(self, dotted: dict) -> "Config":
         """Return a copy with `{"train.lr": 0.01, ...}` applied; None values are skipped."""
         d = self.to_dict()
@@ -166,9 +183,13 @@ class Config:
             if value is None:
                 continue
             section, _, name = key.partition(".")
-            if section not in d or name not in d[section]:
+            name, _, sub = name.partition(".")
+            if section not in d or name not in d[section] or (sub and not isinstance(d[section][name], dict)):
                 raise VaekitError(f"unknown config key {key!r}")
-            d[section][name] = value
+            if sub:
+                d[section][name][sub] = value
+            else:
+                d[section][name] = value
         return Config.from_dict(d)
 
 
@@ -184,7 +205,8 @@ def load_config(path: str | Path) -> Config:
 
 
 def type_ok(value, annotation: str) -> bool:
-    """Does a JSON value fit a field annotated `annotation` (int, float, str, bool, list[int], X | None)?"""
+    """Does a JSON value fit a field annotated `annotation` (int, float, str, bool, list[int],
+    list[str], dict, X | None)?"""
     for option in (a.strip() for a in annotation.split("|")):
         if option == "None" and value is None:
             return True
@@ -200,6 +222,10 @@ def type_ok(value, annotation: str) -> bool:
             return True
         if option == "list[int]" and isinstance(value, list) and all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return True
+        if option == "list[str]" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return True
+        if option == "dict" and isinstance(value, dict):
             return True
     return False
 

@@ -27,13 +27,14 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt
 from . import distributed
 from .config import Config
-from .data import Splits, batch_indices, binarize, load_data
+from .data import Splits, batch_indices, binarize
 from .errors import VaekitError
+from .kinds import Kind, kind_of
 from .metrics import autocast, evaluate_elbo
 from .nets import set_onednn
 from .objectives import OBJECTIVES
 from .optim import Adam
-from .plotting import save_curves, save_grid, save_pairs
+from .plotting import save_curves
 from .schedules import kl_weight, learning_rate
 from .vae import VAE, pick
 
@@ -76,6 +77,8 @@ class Run:
 
     cfg: Config
     run_dir: Path
+    kind: Kind
+    schema: dict  # what the kind fitted on the training split (RUN/schema.json)
     vae: VAE
     model: object  # Objective (nn.Module), wrapped in DDP under torchrun, maybe compiled
     optimizer: Adam
@@ -185,8 +188,9 @@ def stop_signals():
 
 
 def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits | None = None,
-          progress: bool = True) -> VAE:
-    """Train a VAE as `cfg` says, writing the run directory; returns the trained model."""
+          progress: bool = True, schema: dict | None = None) -> VAE:
+    """Train a VAE as `cfg` says, writing the run directory; returns the trained model.
+    `data` (with its kind's `schema`) replaces loading the configured data set."""
     run_dir = Path(run_dir)
     cfg = cfg.resolved()  # the batch size and rate used are the ones config.json records
     tc = cfg.train
@@ -200,10 +204,16 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
         device = torch.device("cuda", dist.local_rank)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tc.tf32
-    data = (data if data is not None else load_data(cfg.data)).to(device)
+    kind = kind_of(cfg.data)
+    if resume and (run_dir / "schema.json").exists():  # the data are encoded as the run's schema says
+        schema = ckpt.read_schema(run_dir)
+    if data is None:
+        data, schema = kind.load(cfg.data, schema)
+    schema = schema if schema is not None else {"x_shape": list(data.shape)}
+    data = data.to(device)
 
     torch.manual_seed(tc.seed)
-    vae = VAE(cfg.model, data.shape).to(device)
+    vae = ckpt.build_vae(cfg, kind, schema, data.shape).to(device)
     if tc.init_from and not resume:  # on resume the checkpoint holds the weights
         ckpt.load_trained_weights(tc.init_from, vae)
     if cfg.model.net == "conv" and tc.channels_last:
@@ -218,7 +228,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
         model = compiled(model, device)
     torch.manual_seed(tc.seed + dist.rank)  # each rank draws its own posterior noise
     fixed_z = torch.randn(tc.num_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(tc.seed))
-    run = Run(cfg, run_dir, vae, model, make_optimizer(vae, tc), torch.Generator(device).manual_seed(tc.seed),
+    run = Run(cfg, run_dir, kind, schema, vae, model, make_optimizer(vae, tc), torch.Generator(device).manual_seed(tc.seed),
               data, device, precision, dist, fixed_z.to(device),
               torch.amp.GradScaler("cuda", init_scale=2.0**10) if precision == "fp16" else None)
 
@@ -230,7 +240,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
             records = [r for r in ckpt.read_metrics(run_dir) if r["epoch"] <= state.epoch]
         else:
             if dist.is_main:
-                ckpt.create_run(run_dir, cfg)
+                ckpt.create_run(run_dir, cfg, schema)
             state, extra, records = ckpt.TrainState(), {}, []
             if dist.is_main:  # a step-0 checkpoint: something to roll back to, and to resume from
                 ckpt.save_checkpoint(run_dir, vae, run.optimizer, run.generator, state)
@@ -405,9 +415,7 @@ def end_epoch(run: Run, state: ckpt.TrainState, records: list[dict], sums: torch
     ckpt.save_model(run.run_dir, run.vae, state.epoch)
     run.vae.eval()
     with torch.no_grad():
-        labels = torch.arange(len(run.fixed_z)) % run.vae.cfg.num_classes if run.vae.conditional else None
-        save_grid(run.run_dir / "samples" / f"epoch_{state.epoch:03d}.png",
-                  run.vae.decode(run.fixed_z, None if labels is None else labels.to(run.device)).mean)
+        run.kind.save_epoch(run.run_dir, run.vae, run.fixed_z, state.epoch)
     run.vae.train()
 
 
@@ -420,14 +428,6 @@ def finish(run: Run, state: ckpt.TrainState, records: list[dict]) -> None:
             ckpt.save_model(run.run_dir, run.vae, state.best_epoch)
     run.vae.eval()
     if run.dist.is_main:
-        write_pictures(run.run_dir, run.vae, run.data, records, run.cfg.train.num_samples)
-
-
-@torch.no_grad()
-def write_pictures(run_dir: Path, vae: VAE, data: Splits, records: list[dict], num_samples: int) -> None:
-    """The pictures a person looks at first: curves, prior samples, reconstructions."""
-    save_curves(run_dir / "curves.png", records)
-    save_grid(run_dir / "samples.png", vae.sample(num_samples, generator=torch.Generator().manual_seed(0)))
-    x, y = (data.test_x, data.test_y) if len(data.test_x) else (data.train_x, data.train_y)
-    y = y[:32] if vae.conditional else None
-    save_pairs(run_dir / "reconstructions.png", x[:32], vae.reconstruct(x[:32], y))
+        save_curves(run.run_dir / "curves.png", records)
+        with torch.no_grad():  # what a person looks at first (prior samples, reconstructions, ...)
+            run.kind.save_final(run.run_dir, run.vae, run.data, run.schema, run.cfg.train.num_samples)

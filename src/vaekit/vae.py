@@ -28,25 +28,23 @@ def pick(registry: dict, name: str, kind: str):
 
 
 class VAE(nn.Module):
-    """A VAE over examples of shape x_shape = (C, H, W), built from a ModelConfig."""
+    """A VAE over examples of shape x_shape, built from a ModelConfig: with the dense (or conv)
+    networks and the likelihood the config names, or with the `nets` a data kind built."""
 
-    def __init__(self, cfg: ModelConfig, x_shape: tuple[int, int, int]):
+    def __init__(self, cfg: ModelConfig, x_shape: tuple[int, ...], nets=None):
         super().__init__()
         self.cfg, self.x_shape = cfg, tuple(x_shape)
-        encoder_cls, decoder_cls = pick(NETS, cfg.net, "network")
         pick(ACTIVATIONS, cfg.activation, "activation")
         if cfg.num_classes and cfg.prior == "vamp":
             raise VaekitError("the VampPrior's pseudo-inputs carry no labels: use prior normal or mog with num_classes")
-        self.likelihood = pick(LIKELIHOODS, cfg.likelihood, "likelihood")(cfg)
-        self.prior = pick(PRIORS, cfg.prior, "prior")(cfg, tuple(x_shape))
-        c, h, w = self.x_shape
-        out_shape = (c * self.likelihood.num_params, h, w)
-        k = cfg.num_classes
-        try:
-            self.encoder = encoder_cls(self.x_shape, 2 * cfg.latent_dim, cfg.hidden, cfg.activation, k)
-            self.decoder = decoder_cls(cfg.latent_dim, out_shape, cfg.hidden, cfg.activation, k)
-        except ValueError as e:
-            raise VaekitError(f"model {cfg.net!r} cannot take data of shape {self.x_shape}: {e}") from None
+        # Registration order (likelihood, prior, encoder, decoder) fixes the parameters' order, which
+        # the optimizer state in checkpoints and the seeded initialisation depend on.
+        self.likelihood = nets.likelihood if nets else pick(LIKELIHOODS, cfg.likelihood, "likelihood")(cfg)
+        self.prior = pick(PRIORS, cfg.prior, "prior")(cfg, self.x_shape)
+        if nets is None:
+            self.encoder, self.decoder = dense_nets(cfg, self.x_shape, self.likelihood.num_params)
+        else:
+            self.encoder, self.decoder = nets.encoder, nets.decoder
         if cfg.posterior_init_std > 0:
             last = [m for m in self.encoder.modules() if isinstance(m, Dense)][-1]  # outputs [mu, log sigma^2]
             with torch.no_grad():
@@ -77,12 +75,12 @@ class VAE(nn.Module):
         return F.one_hot(y.long(), self.cfg.num_classes).float()
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Independent:
-        """q(z|x[, y]) = N(mu, diag sigma^2) for x of shape (B, C, H, W); event shape (D,)."""
+        """q(z|x[, y]) = N(mu, diag sigma^2) for x of shape (B, *x_shape); event shape (D,)."""
         mu, logvar = self.encoder(x, self.condition(y)).float().chunk(2, dim=-1)  # (B, D) each
         return Independent(Normal(mu, (0.5 * logvar).exp(), validate_args=False), 1)
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None):
-        """p(x|z[, y]) for z of shape (B, D); event shape (C, H, W)."""
+        """p(x|z[, y]) for z of shape (B, D); event shape x_shape."""
         return self.likelihood(self.decoder(z, self.condition(y)).float())
 
     def pz(self):
@@ -93,7 +91,7 @@ class VAE(nn.Module):
     def sample(self, num: int, temperature: float = 1.0, generator: torch.Generator | None = None,
                y: torch.Tensor | None = None):
         """Decoder means of `num` draws z ~ p(z), the prior's spread scaled by `temperature`:
-        (N, C, H, W). A conditional model draws class y (N,), or every class in turn if y is None."""
+        (N, *x_shape). A conditional model draws class y (N,), or every class in turn if y is None."""
         if self.conditional and y is None:
             y = torch.arange(num) % self.cfg.num_classes
         if y is not None:
@@ -102,5 +100,22 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Decoder mean at the posterior mean: (B, C, H, W)."""
+        """Decoder mean at the posterior mean: (B, *x_shape)."""
         return self.decode(self.encode(x, y).mean, y).mean
+
+
+def dense_nets(cfg: ModelConfig, x_shape: tuple[int, ...], num_params: int):
+    """The encoder and decoder `cfg.net` names over examples of shape (C, H, W); the decoder
+    gives `num_params` likelihood parameters per channel."""
+    encoder_cls, decoder_cls = pick(NETS, cfg.net, "network")
+    if len(x_shape) != 3:
+        raise VaekitError(f"the {cfg.net!r} network takes (C, H, W) examples, not shape {x_shape}")
+    c, h, w = x_shape
+    out_shape = (c * num_params, h, w)
+    k = cfg.num_classes
+    try:
+        encoder = encoder_cls(x_shape, 2 * cfg.latent_dim, cfg.hidden, cfg.activation, k)
+        decoder = decoder_cls(cfg.latent_dim, out_shape, cfg.hidden, cfg.activation, k)
+    except ValueError as e:
+        raise VaekitError(f"model {cfg.net!r} cannot take data of shape {x_shape}: {e}") from None
+    return encoder, decoder
