@@ -12,6 +12,7 @@ Under torchrun every rank draws its share of each global batch (see distributed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import threading
@@ -210,6 +211,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
     if data is None:
         data, schema = kind.load(cfg.data, schema)
     schema = schema if schema is not None else {"x_shape": list(data.shape)}
+    cfg = dataclasses.replace(cfg, model=kind.model_config(cfg.model, schema))
     data = data.to(device)
 
     torch.manual_seed(tc.seed)

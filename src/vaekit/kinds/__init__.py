@@ -63,6 +63,10 @@ class Kind:
         """(x, y) to score or picture: the file `name`, or the run's test split when None."""
         raise self.not_applicable("reading inputs")
 
+    def model_config(self, model_cfg, schema: dict):
+        """The model config a run of this data trains with (e.g. conditioned on a column)."""
+        return model_cfg
+
     def nets(self, model_cfg, schema: dict) -> Nets | None:
         """The kind's networks and likelihood; None: the generic dense ones (nets.py)."""
         return None
