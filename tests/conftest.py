@@ -45,3 +45,27 @@ def small_config(**train) -> Config:
     for k, v in train.items():
         setattr(cfg.train, k, v)
     return cfg
+
+
+ADULT_COLUMNS = ["age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation",
+                 "relationship", "race", "sex", "capital-gain", "capital-loss", "hours-per-week", "native-country",
+                 "income"]
+
+
+@pytest.fixture(scope="session")
+def adult(tmp_path_factory):
+    """UCI Adult as CSV files with a header (train.csv, test.csv), converted from the raw files
+    with pandas as a user would: '?' kept as written, the test labels' trailing '.' dropped."""
+    import pandas as pd
+
+    raw = SHARED_DATA / "adult"
+    if not (raw / "adult.data").is_file():
+        pytest.skip(f"UCI Adult not found under {SHARED_DATA} (set VAEKIT_DATA_DIR)")
+    out = tmp_path_factory.mktemp("adult")
+    read = lambda name, skip: pd.read_csv(raw / name, header=None, names=ADULT_COLUMNS, skipinitialspace=True,
+                                          dtype=str, keep_default_na=False, skiprows=skip)
+    train, test = read("adult.data", 0), read("adult.test", 1)
+    test["income"] = test["income"].str.rstrip(".")
+    for frame, name in ((train, "train.csv"), (test, "test.csv")):
+        frame[frame["age"] != ""].to_csv(out / name, index=False)
+    return out

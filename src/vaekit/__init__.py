@@ -9,6 +9,15 @@ from .objectives import elbo
 from .train import train
 from .vae import VAE
 
-__all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "VAE", "VaekitError", "elbo",
+__all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "TableVAE", "VAE", "VaekitError", "elbo",
            "evaluate_elbo", "load", "load_config", "load_data", "train"]
+
+
+def __getattr__(name: str):
+    # The table API loads pandas; image users never pay for it.
+    if name == "TableVAE":
+        from .kinds.table.api import TableVAE
+
+        return TableVAE
+    raise AttributeError(f"module 'vaekit' has no attribute {name!r}")
 __version__ = "0.1.0"

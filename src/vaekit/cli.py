@@ -348,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--quality", action="store_true",
                    help="also the Fréchet distance of samples to the test data in a vaekit-trained classifier's features")
+    p.add_argument("--synthetic", help="table runs: a synthetic table to score (default: a fresh sample as large "
+                                       "as the training rows)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar (it goes to stderr)")
 

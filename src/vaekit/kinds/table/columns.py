@@ -233,7 +233,7 @@ def encode(frame: pd.DataFrame, schema: dict, source: str) -> np.ndarray:
             if has_value(col):
                 out[:, pos + 1] = z
         else:
-            codes = pd.Categorical(series.astype(str), categories=col["categories"]).codes.astype(np.int64)
+            codes = pd.Index(col["categories"]).get_indexer(series.astype(str))  # -1: unseen
             out[:, pos] = np.where(missing, missing_token(col), codes)
         pos += 1 + has_value(col)
     return out

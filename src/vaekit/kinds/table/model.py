@@ -22,46 +22,70 @@ from ...nets import mlp, with_condition
 from .columns import cont_token, has_value, num_tokens
 
 MIN_LOG_SCALE = -5.0  # a Gaussian no narrower than e^-5 of a standard normal score
-PADDED_TOKENS = 256
+BUCKETS = (4, 16, 64, 256)  # columns with up to this many tokens share one padded softmax
+PAD = -1e30  # added to padding logits: softmax gives them exactly 0, and no inf enters a gradient
 
 
 class Layout:
-    """Where each column sits in the fields (input) and in the decoder's output (parameters)."""
+    """Where each column sits in the fields (input) and in the decoder's output (parameters).
+
+    The decoder emits each group of columns' logits as one padded (n, width) block (groups by
+    token count, see buckets), then a mean and a log-scale per value column; padding slots get
+    PAD added, so a group's logits are a view of the output, with no gather in the step."""
 
     def __init__(self, schema: dict):
         self.names = [c["name"] for c in schema["columns"]]
-        self.tokens, self.cont, self.token_field, self.value_field = [], [], [], []
-        self.logits, self.gauss = [], []  # parameter slices: logits (start, end), Gaussian (mu, log scale) start
-        field = param = 0
+        self.tokens = [num_tokens(c) for c in schema["columns"]]
+        self.cont = [cont_token(c) for c in schema["columns"]]
+        self.token_field, self.value_field = [], []
+        field = 0
         for col in schema["columns"]:
-            k = num_tokens(col)
-            self.tokens.append(k)
-            self.cont.append(cont_token(col))
             self.token_field.append(field)
             self.value_field.append(field + 1 if has_value(col) else -1)
-            self.logits.append((param, param + k))
-            param += k
-            self.gauss.append(param if has_value(col) else -1)
-            param += 2 if has_value(col) else 0
             field += 1 + has_value(col)
-        self.num_fields, self.num_params = field, param
+        self.num_fields = field
+        self.groups, param = [], 0
+        mask = []
+        for cols in buckets(self.tokens):
+            group = Group(cols, [self.tokens[c] for c in cols], param)
+            self.groups.append(group)
+            mask.append(group.mask)
+            param += group.size
+        self.value_cols = [c for c in range(len(self.tokens)) if self.value_field[c] >= 0]
+        self.value_fields = [self.value_field[c] for c in self.value_cols]
+        self.gauss_start = param  # means, then log-scales, of the value columns
+        self.num_params = param + 2 * len(self.value_cols)
+        self.pad_mask = torch.cat(mask + [torch.zeros(2 * len(self.value_cols))])  # (P,): 0 or PAD
+        self.cont_tokens = torch.tensor([self.cont[c] for c in self.value_cols], dtype=torch.long)
         self.onehot_offsets = torch.tensor([0] + self.tokens[:-1]).cumsum(0)  # (C,)
         self.num_onehot = sum(self.tokens)
-        self.value_fields = [f for f in self.value_field if f >= 0]
         self.floor = -math.log(schema.get("num_rows", 1) + 1)  # log-probability of an unseen token
-        # Columns of at most PADDED_TOKENS tokens share one padded (C, K) gather and softmax; the
-        # rare wider ones (thousands of categories) get their own.
-        self.narrow = [c for c, k in enumerate(self.tokens) if k <= PADDED_TOKENS]
-        self.wide = [c for c, k in enumerate(self.tokens) if k > PADDED_TOKENS]
-        width = max([self.tokens[c] for c in self.narrow], default=1)
-        pad = torch.full((len(self.narrow), width), param, dtype=torch.long)  # index P: the -inf pad
-        for i, c in enumerate(self.narrow):
-            pad[i, : self.tokens[c]] = torch.arange(*self.logits[c])
-        self.pad_index = pad.flatten()
-        self.pad_shape = (len(self.narrow), width)
-        self.value_cols = [c for c in range(len(self.tokens)) if self.value_field[c] >= 0]
-        self.mean_index = torch.tensor([self.gauss[c] for c in self.value_cols], dtype=torch.long)
-        self.cont_tokens = torch.tensor([self.cont[c] for c in self.value_cols], dtype=torch.long)
+
+
+def buckets(tokens: list[int]) -> list[list[int]]:
+    """Columns grouped by token count (up to 4, 16, 64, 256; wider ones alone), so that one padded
+    softmax serves many columns without padding a binary column to a 40-category one."""
+    groups, lower = [], 0
+    for upper in BUCKETS:
+        cols = [c for c, k in enumerate(tokens) if lower < k <= upper]
+        if cols:
+            groups.append(cols)
+        lower = upper
+    return groups + [[c] for c, k in enumerate(tokens) if k > BUCKETS[-1]]
+
+
+class Group:
+    """Columns whose logits sit side by side in the decoder's output as an (n, width) block
+    starting at `start`; slots past a column's token count are padding."""
+
+    def __init__(self, cols: list[int], tokens: list[int], start: int):
+        self.cols = torch.tensor(cols)
+        self.n, self.width, self.start = len(cols), max(tokens), start
+        self.size = self.n * self.width
+        mask = torch.zeros(self.n, self.width)
+        for i, k in enumerate(tokens):
+            mask[i, k:] = PAD
+        self.mask = mask.flatten()
 
 
 class TableEncoder(nn.Module):
@@ -87,14 +111,15 @@ class TableEncoder(nn.Module):
 
 
 class TableDecoder(nn.Module):
-    """(B, latent_dim) -> MLP -> (B, P) likelihood parameters."""
+    """(B, latent_dim) -> MLP -> (B, P) likelihood parameters (padding logits at PAD)."""
 
     def __init__(self, layout: Layout, latent_dim: int, hidden: list[int], activation: str, cond_dim: int = 0):
         super().__init__()
         self.net = mlp([latent_dim + cond_dim, *reversed(hidden), layout.num_params], activation)
+        self.register_buffer("pad_mask", layout.pad_mask, persistent=False)
 
     def forward(self, z, c=None):
-        return self.net(with_condition(z, c))
+        return self.net(with_condition(z, c)) + self.pad_mask
 
 
 class TableLikelihood(nn.Module):
@@ -119,21 +144,15 @@ class Columns(Distribution):
         super().__init__(batch_shape=params.shape[:-1], event_shape=torch.Size([layout.num_fields]),
                          validate_args=False)
 
-    def logits(self, c: int) -> torch.Tensor:
-        start, end = self.layout.logits[c]
-        return self.params[..., start:end]
-
-    def padded_logits(self) -> torch.Tensor:
-        """The narrow columns' logits side by side, padded with -inf: (..., C_narrow, K)."""
-        lay = self.layout
-        pad = self.params.new_full((*self.params.shape[:-1], 1), -math.inf)
-        flat = torch.cat([self.params, pad], dim=-1).index_select(-1, lay.pad_index.to(self.params.device))
-        return flat.view(*self.params.shape[:-1], *lay.pad_shape)
+    def group_logits(self, group: Group) -> torch.Tensor:
+        """A group's logits: (..., n, width), padding slots at PAD."""
+        block = self.params[..., group.start : group.start + group.size]
+        return block.unflatten(-1, (group.n, group.width))
 
     def gaussians(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Means and log-scales of the value columns: (..., V) each."""
-        index = self.layout.mean_index.to(self.params.device)
-        return self.params.index_select(-1, index), self.params.index_select(-1, index + 1).clamp(min=MIN_LOG_SCALE)
+        start, v = self.layout.gauss_start, len(self.layout.value_cols)
+        return self.params[..., start : start + v], self.params[..., start + v : start + 2 * v].clamp(min=MIN_LOG_SCALE)
 
     def column_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x_c|z) of each column: (..., C), x of shape (..., F) broadcasting with the batch."""
@@ -142,14 +161,11 @@ class Columns(Distribution):
         batch = self.params.shape[:-1]
         tokens = x[..., lay.token_field].long().expand(*batch, len(lay.tokens))  # (..., C)
         parts = torch.empty(*batch, len(lay.tokens), device=dev, dtype=self.params.dtype)
-        if lay.narrow:
-            narrow = torch.tensor(lay.narrow, device=dev)
-            t = tokens.index_select(-1, narrow)
-            logp = F.log_softmax(self.padded_logits(), dim=-1)  # (..., C_narrow, K)
-            parts[..., lay.narrow] = logp.gather(-1, t.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        for c in lay.wide:
-            logp = F.log_softmax(self.logits(c), dim=-1)
-            parts[..., c] = logp.gather(-1, tokens[..., c : c + 1].clamp(min=0)).squeeze(-1)
+        for group in lay.groups:
+            cols = group.cols.to(dev)
+            logp = F.log_softmax(self.group_logits(group), dim=-1)  # (..., n, width)
+            t = tokens.index_select(-1, cols).clamp(min=0).unsqueeze(-1)
+            parts[..., cols] = logp.gather(-1, t).squeeze(-1)
         lp = torch.where(tokens >= 0, parts, lay.floor)
         if lay.value_cols:
             cols = torch.tensor(lay.value_cols, device=dev)
@@ -166,32 +182,33 @@ class Columns(Distribution):
     @property
     def mean(self) -> torch.Tensor:
         """The most likely fields: each column's likeliest token, the Gaussians' means."""
-        return self.fields(lambda logits: logits, lambda mean, log_scale: mean)
+        return self.fields(lambda logits: logits.argmax(-1), lambda mean, log_scale: mean)
 
     def sample(self, sample_shape=torch.Size(), generator: torch.Generator | None = None) -> torch.Tensor:
-        """Fields drawn from p(x|z): tokens by the Gumbel-max trick, values from the Gaussians;
-        `temperature` scales the logits' and the Gaussians' spread."""
-        t = self.temperature
+        """Fields drawn from p(x|z): tokens by inverting each column's CDF at one uniform draw,
+        values from the Gaussians; `temperature` scales the logits' and the Gaussians' spread."""
+        t = max(self.temperature, 1e-6)
 
-        def gumbel(logits):
-            u = torch.rand(logits.shape, generator=generator, device=logits.device).clamp_(1e-12, 1 - 1e-7)
-            return logits / max(t, 1e-6) - torch.log(-torch.log(u))
+        def token(logits):  # (..., n, width) -> (..., n)
+            cdf = torch.softmax(logits / t, dim=-1).cumsum(-1)
+            u = torch.rand(cdf.shape[:-1], generator=generator, device=cdf.device).unsqueeze(-1)
+            return (cdf < u * cdf[..., -1:]).sum(-1).clamp(max=logits.shape[-1] - 1)
 
         def value(mean, log_scale):
             eps = torch.randn(mean.shape, generator=generator, device=mean.device)
             return mean + t * log_scale.exp() * eps
 
         with torch.no_grad():
-            return self.fields(gumbel, value)
+            return self.fields(token, value)
 
-    def fields(self, score, pick_value) -> torch.Tensor:
-        """Fields with each token the argmax of score(logits), each value pick_value(mean, log scale)."""
+    def fields(self, pick_token, pick_value) -> torch.Tensor:
+        """Fields with each column's token pick_token(its group's padded logits), each value
+        pick_value(mean, log scale)."""
         lay = self.layout
         out = self.params.new_zeros(*self.params.shape[:-1], lay.num_fields)
-        if lay.narrow:
-            out[..., [lay.token_field[c] for c in lay.narrow]] = score(self.padded_logits()).argmax(-1).to(out.dtype)
-        for c in lay.wide:
-            out[..., lay.token_field[c]] = score(self.logits(c)).argmax(-1).to(out.dtype)
+        for group in lay.groups:
+            fields = [lay.token_field[c] for c in group.cols.tolist()]
+            out[..., fields] = pick_token(self.group_logits(group)).to(out.dtype)
         if lay.value_cols:
             out[..., lay.value_fields] = pick_value(*self.gaussians())
         return out

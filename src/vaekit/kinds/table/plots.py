@@ -88,7 +88,7 @@ def association_figure(real: pd.DataFrame, synth: pd.DataFrame, schema: dict):
 
 def report_sections(run, frames, splits) -> list[str]:
     from ...report import data_uri, figure, latent_scatter, table
-    from . import sample_frame
+    from .sampling import sample_frame
     from .quality import table_quality
 
     schema = run.schema

@@ -113,7 +113,7 @@ def efficacy_features(frame: pd.DataFrame, reference: pd.DataFrame, schema: dict
             parts.append(np.log(np.maximum(v, 1e-2)) if lo >= 0 and hi >= 1e3 else (v - lo) / max(hi - lo, 1e-12) * 5)
         else:
             cats = col["categories"]
-            codes = pd.Categorical(frame[name], categories=cats).codes.astype(np.int64)
+            codes = pd.Index(cats).get_indexer(frame[name])
             if col["missing"]:
                 codes = np.where(frame[name].isna().to_numpy(), len(cats), codes)
             size = len(cats) + col["missing"]
@@ -174,10 +174,10 @@ def distance_features(frame: pd.DataFrame, reference: pd.DataFrame, schema: dict
             v = (frame[name].to_numpy(float) - lo) / max(hi - lo, 1e-12)
             parts.append(np.where(np.isnan(v), -1.0, v)[:, None])
         else:
-            cats = pd.Categorical(frame[name].fillna("\0missing"), categories=list(col["categories"]) + ["\0missing"])
-            onehot = np.zeros((len(frame), len(cats.categories)))
-            ok = cats.codes >= 0
-            onehot[np.flatnonzero(ok), cats.codes[ok]] = 2 ** -0.5
+            codes = pd.Index(list(col["categories"]) + ["\0missing"]).get_indexer(frame[name].fillna("\0missing"))
+            onehot = np.zeros((len(frame), len(col["categories"]) + 1))
+            ok = codes >= 0
+            onehot[np.flatnonzero(ok), codes[ok]] = 2 ** -0.5
             parts.append(onehot)
     return torch.from_numpy(np.concatenate(parts, axis=1)).float()
 

@@ -1,8 +1,10 @@
 """Reading tables: CSV or TSV with a header row (gzipped or not) and Parquet, strictly.
 
 CSV cells are read as text, so a cell comes back with its exact spelling (types are inferred
-later, in columns.py); pyarrow parses them (fast, multi-threaded, strict about ragged rows and
-invalid UTF-8). Every problem is one VaekitError naming the file and the row or column.
+later, in columns.py); pyarrow parses them (fast, strict about ragged rows and invalid UTF-8).
+Arrow's worker threads stay off: its thread pool can abort the process at interpreter exit
+(apache/arrow#34314; seen here once in a test's subprocess). Every problem is one VaekitError
+naming the file and the row or column.
 """
 
 from __future__ import annotations
@@ -15,15 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from ...errors import VaekitError
-
-CSV_SUFFIXES = (".csv", ".tsv", ".tab")
-PARQUET_SUFFIXES = (".parquet", ".pq")
-
-
-def is_table_path(name: str) -> bool:
-    lower = name.lower().removesuffix(".gz")
-    return lower.endswith(CSV_SUFFIXES) or name.lower().endswith(PARQUET_SUFFIXES)
-
+from . import PARQUET_SUFFIXES
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """A file's table: text columns (object dtype, exact spelling) from CSV/TSV, typed columns
@@ -44,7 +38,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 def read_parquet(path: Path) -> pd.DataFrame:
     try:
-        frame = pd.read_parquet(path)
+        frame = pd.read_parquet(path, use_threads=False)
     except Exception as e:  # pyarrow raises many types for a damaged file
         raise VaekitError(f"{path}: not a readable Parquet file ({type(e).__name__}: {str(e)[:120]})") from None
     check_names([str(c) for c in frame.columns], path)
@@ -108,7 +102,7 @@ def read_csv(path: Path) -> pd.DataFrame:
     try:
         table = pc.read_csv(
             io.BytesIO(raw),
-            read_options=pc.ReadOptions(column_names=names, skip_rows=1),
+            read_options=pc.ReadOptions(column_names=names, skip_rows=1, use_threads=False),
             parse_options=pc.ParseOptions(delimiter=delimiter, invalid_row_handler=on_bad_row),
             convert_options=pc.ConvertOptions(column_types={n: pa.string() for n in names}, null_values=[],
                                               strings_can_be_null=False, quoted_strings_can_be_null=False))
@@ -127,7 +121,7 @@ def read_csv(path: Path) -> pd.DataFrame:
         if "Empty CSV file" in message:
             raise VaekitError(f"{path}: no data rows (only a header)") from None
         raise VaekitError(f"{path}: not a readable CSV file ({message.splitlines()[0][:120]})") from None
-    frame = table.to_pandas()
+    frame = table.to_pandas(use_threads=False)
     frame.columns = names
     # Cells are read as written; only the surrounding spaces of "a, b" style files are dropped.
     return frame.apply(lambda col: col.str.strip()) if len(frame) else frame
