@@ -275,7 +275,7 @@ def test_other_commands_on_a_table_run(run, tmp_path):
     (b"a,b\n", "no data rows"),
     (b"a,b\n1,\n2,\n", "'b' has no values"),
     (b"a,b\n1,x\nq,y\n", "'a' mixes numbers"),
-    (b"a,b\n1,caf\xe9\n", "not UTF-8"),
+    (b"a,b\n1,caf\xe9\n", "not UTF-8 text (line 2)"),
     (b"a,a\n1,2\n", "duplicate column name 'a'"),
 ])
 def test_bad_tables_give_one_line_and_no_run(tmp_path, content, needle):

@@ -93,6 +93,11 @@ def read_csv(path: Path) -> pd.DataFrame:
 
     raw = open_text(path)
     names, delimiter = header_of(raw, path)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise VaekitError(f"{path}: not UTF-8 text (line {line})") from None
     bad = {}
 
     def on_bad_row(row):
