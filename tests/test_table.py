@@ -256,6 +256,28 @@ def test_evaluate_scores_a_synthetic_table(run, tmp_path, capsys):
     assert r["exact_copy_share"] <= 0.01
 
 
+def test_an_interrupted_table_run_resumes_bit_identical(adult, tmp_path):
+    import signal
+    import time
+
+    from safetensors.torch import load_file
+
+    args = ["train", "--data", str(adult / "train.csv"), "--target", "income", "--max-train", "3000",
+            "--precision", "fp32", "--epochs", "6", "--threads", "2", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    part = tmp_path / "part"
+    proc = subprocess.Popen([sys.executable, "-m", "vaekit", *args, "--out", str(part)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not ((part / "metrics.jsonl").exists() and (part / "metrics.jsonl").read_text()):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM, proc.stderr.read()
+    assert main(["train", "--resume", str(part), "--quiet"]) == 0
+    whole, resumed = load_file(tmp_path / "whole" / "model.safetensors"), load_file(part / "model.safetensors")
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert json.loads((part / "config.json").read_text())["data"]["kind"] == "table"
+
+
 def test_other_commands_on_a_table_run(run, tmp_path):
     for cmd, name in (("encode", "emb.csv"), ("reconstruct", "rec.csv"), ("interpolate", "int.csv"),
                       ("latents", "lat.png")):

@@ -211,7 +211,9 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
     if data is None:
         data, schema = kind.load(cfg.data, schema)
     schema = schema if schema is not None else {"x_shape": list(data.shape)}
-    cfg = dataclasses.replace(cfg, model=kind.model_config(cfg.model, schema))
+    # The run records its kind (not "auto") and the model its kind trains for this data.
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, kind=kind.name),
+                              model=kind.model_config(cfg.model, schema))
     data = data.to(device)
 
     torch.manual_seed(tc.seed)

@@ -111,15 +111,19 @@ class TableEncoder(nn.Module):
 
 
 class TableDecoder(nn.Module):
-    """(B, latent_dim) -> MLP -> (B, P) likelihood parameters (padding logits at PAD)."""
+    """(B, latent_dim) -> MLP -> (B, P) likelihood parameters.
+
+    Padding logits come out at PAD through their bias: their softmax weight is exactly 0, so they
+    never receive a gradient and Adam never moves them (no masking pass in the step)."""
 
     def __init__(self, layout: Layout, latent_dim: int, hidden: list[int], activation: str, cond_dim: int = 0):
         super().__init__()
         self.net = mlp([latent_dim + cond_dim, *reversed(hidden), layout.num_params], activation)
-        self.register_buffer("pad_mask", layout.pad_mask, persistent=False)
+        with torch.no_grad():
+            self.net[-1].bias.add_(layout.pad_mask)
 
     def forward(self, z, c=None):
-        return self.net(with_condition(z, c)) + self.pad_mask
+        return self.net(with_condition(z, c))
 
 
 class TableLikelihood(nn.Module):
@@ -190,9 +194,9 @@ class Columns(Distribution):
         t = max(self.temperature, 1e-6)
 
         def token(logits):  # (..., n, width) -> (..., n)
-            cdf = torch.softmax(logits / t, dim=-1).cumsum(-1)
-            u = torch.rand(cdf.shape[:-1], generator=generator, device=cdf.device).unsqueeze(-1)
-            return (cdf < u * cdf[..., -1:]).sum(-1).clamp(max=logits.shape[-1] - 1)
+            cdf = torch.softmax(logits / t, dim=-1).cumsum_(-1)
+            u = torch.rand((*cdf.shape[:-1], 1), generator=generator, device=cdf.device)
+            return torch.searchsorted(cdf, u * cdf[..., -1:]).squeeze(-1)  # padding's cdf never rises
 
         def value(mean, log_scale):
             eps = torch.randn(mean.shape, generator=generator, device=mean.device)

@@ -1,11 +1,12 @@
 """How good a synthetic table is, measured against the real rows, with the field's definitions:
 
-- fidelity (SDMetrics' quality report): `column_shapes`, the mean over columns of the KS
+- fidelity (SDMetrics 0.32's quality report): `column_shapes`, the mean over columns of the KS
   complement (numeric) or total-variation complement (categorical), missing cells dropped;
-  `column_pair_trends`, the mean over column pairs of the correlation similarity
-  1 - |r_real - r_synth| / 2 (Pearson, two numeric columns) or the contingency similarity
-  1 - TV of the joint frequencies (otherwise; numeric columns in 10 equal-width bins of each
-  table's own range, missing cells as a category);
+  `column_pair_trends`, the mean over the column pairs that go together in the real data
+  (|r| > 0.5 or Cramér's V > 0.3) of the correlation similarity 1 - |r_real - r_synth| / 2
+  (Pearson, two numeric columns) or the contingency similarity 1 - TV of the joint frequencies
+  (otherwise; numeric columns in 10 equal-width bins of each table's own range, missing cells as
+  a category); `column_pair_trends_all`, the same mean over every pair;
 - utility (SDGym's ML efficacy): a decision tree (depth 20), AdaBoost, logistic regression and an
   MLP of 50 units trained on synthetic (or real) training rows predict the target on the real test
   rows; `ml_efficacy_f1` (`_real`) is the mean of their binary F1 (the rarer class positive) or
@@ -28,6 +29,10 @@ import torch
 
 from ...errors import VaekitError
 from .columns import missing_mask, parse_numbers
+
+# SDMetrics 0.32's quality report: pairs count when the real data's |r| or Cramér's V exceeds these;
+# contingency tables of larger tables come from a 50,000-row subsample.
+CORRELATION_THRESHOLD, ASSOCIATION_THRESHOLD, CONTINGENCY_ROWS = 0.5, 0.3, 50_000
 
 
 def canonical(frame: pd.DataFrame, schema: dict, source: str) -> pd.DataFrame:
@@ -76,25 +81,37 @@ def binned(series: pd.Series) -> np.ndarray:
     return np.digitize(values, np.histogram_bin_edges(present))
 
 
-def pair_trends(real: pd.DataFrame, synth: pd.DataFrame, schema: dict) -> dict[tuple[str, str], float]:
+def pair_trends(real: pd.DataFrame, synth: pd.DataFrame, schema: dict) -> dict[tuple[str, str], tuple[float, bool]]:
+    """(score, counted) of each column pair. Counted: the real columns go together (|Pearson r| >
+    0.5, or Cramér's V > 0.3 of the real contingency table), as SDMetrics 0.32's quality report
+    averages only those pairs."""
+    from scipy.stats.contingency import association
+
     numeric = {c["name"] for c in schema["columns"] if c["type"] == "numeric"}
     names = [c["name"] for c in schema["columns"]]
     discrete = {}
     for frame, key in ((real, "real"), (synth, "synth")):
+        frame = frame.sample(CONTINGENCY_ROWS, random_state=0) if len(frame) > CONTINGENCY_ROWS else frame
         discrete[key] = pd.DataFrame({n: binned(frame[n]) if n in numeric else frame[n] for n in names})
     scores = {}
     for a, b in itertools.combinations(names, 2):
         if a in numeric and b in numeric:
-            r, s = real[[a, b]].dropna(), synth[[a, b]].dropna()
+            r, s = real[[a, b]].dropna().astype(float), synth[[a, b]].dropna().astype(float)
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                cr = r[a].astype(float).corr(r[b].astype(float)) if len(r) > 1 else np.nan
-                cs = s[a].astype(float).corr(s[b].astype(float)) if len(s) > 1 else np.nan
-            scores[(a, b)] = float(1 - abs(cr - cs) / 2) if np.isfinite(cr) and np.isfinite(cs) else float("nan")
+                cr = r[a].corr(r[b]) if len(r) > 1 else np.nan
+                cs = s[a].corr(s[b]) if len(s) > 1 else np.nan
+            score = float(1 - abs(cr - cs) / 2) if np.isfinite(cr) and np.isfinite(cs) else float("nan")
+            scores[(a, b)] = (score, bool(np.isfinite(cr) and abs(cr) > CORRELATION_THRESHOLD))
         else:
-            p = discrete["real"].groupby([a, b], dropna=False).size() / len(real)
-            q = discrete["synth"].groupby([a, b], dropna=False).size() / len(synth)
-            scores[(a, b)] = 1.0 - 0.5 * float(p.subtract(q, fill_value=0).abs().sum())
+            counts = discrete["real"].groupby([a, b], dropna=False).size()
+            p = counts / counts.sum()
+            q = discrete["synth"].groupby([a, b], dropna=False).size()
+            q = q / q.sum()
+            table = counts.unstack(fill_value=0).to_numpy()
+            strength = association(table, method="cramer") if min(table.shape) > 1 else 0.0
+            scores[(a, b)] = (1.0 - 0.5 * float(p.subtract(q, fill_value=0).abs().sum()),
+                              bool(strength > ASSOCIATION_THRESHOLD))
     return scores
 
 
@@ -208,8 +225,10 @@ def table_quality(train: pd.DataFrame, test: pd.DataFrame, synthetic: pd.DataFra
     synth = canonical(synthetic, schema, source)
     shapes = column_shapes(real, synth, schema)
     pairs = pair_trends(real, synth, schema)
+    counted = [score for score, meets in pairs.values() if meets]
     out = {"column_shapes": float(np.nanmean(list(shapes.values()))),
-           "column_pair_trends": float(np.nanmean(list(pairs.values()))),
+           "column_pair_trends": float(np.nanmean(counted)) if counted else float("nan"),
+           "column_pair_trends_all": float(np.nanmean([score for score, _ in pairs.values()])),
            "column_shapes_by_column": shapes, "num_synthetic_rows": len(synth)}
     target = schema.get("target")
     if target and next(c for c in schema["columns"] if c["name"] == target)["type"] != "numeric":
