@@ -1,4 +1,4 @@
-"""The README's Python quick start runs as written."""
+"""The README's Python snippets run as written."""
 
 import re
 from pathlib import Path
@@ -14,3 +14,10 @@ def test_quick_start_runs(tmp_path, monkeypatch, capsys):
     assert "torch.Size([16, 20])" in out and "neg_elbo" in out
     assert (tmp_path / "runs" / "quickstart" / "model.safetensors").is_file()
 
+
+
+def test_tables_python_runs(adult, monkeypatch, capsys):
+    block = re.search(r"DataFrame in and DataFrame out:\n\n```python\n(.*?)```", README.read_text(), re.S).group(1)
+    monkeypatch.chdir(adult)
+    exec(compile(block, "README tables", "exec"), {})
+    assert 0.9 < float(capsys.readouterr().out.strip().splitlines()[-1]) <= 1.0

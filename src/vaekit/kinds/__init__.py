@@ -109,11 +109,21 @@ class Kind:
         return VaekitError(f"{what} does not apply to {self.name} runs")
 
 
-def registry() -> dict[str, Kind]:
-    from .image import ImageKind
-    from .table import TableKind
+# One line per kind: its name and where its Kind class lives (imported when first asked for).
+KINDS = {
+    "image": "vaekit.kinds.image:ImageKind",
+    "table": "vaekit.kinds.table:TableKind",
+}
 
-    return {"image": ImageKind(), "table": TableKind()}
+
+def registry() -> dict[str, Kind]:
+    import importlib
+
+    kinds = {}
+    for name, where in KINDS.items():
+        module, cls = where.split(":")
+        kinds[name] = getattr(importlib.import_module(module), cls)()
+    return kinds
 
 
 def kind_of(cfg: DataConfig) -> Kind:

@@ -53,6 +53,8 @@ class TableKind(Kind):
         return read_frames(cfg)
 
     def load(self, cfg: DataConfig, schema: dict | None = None):
+        if cfg.binarize != "none" or cfg.exclude_classes:
+            raise VaekitError("--binarize and --exclude-classes apply to image data, not to tables")
         return self.encode_frames(self.frames(cfg), cfg, schema)
 
     def encode_frames(self, frames, cfg: DataConfig, schema: dict | None = None):
