@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from vaekit.checkpoint import load
 from vaekit.cli import main
 
 SMALL = ["--data", "digits", "--hidden", "32", "--latent-dim", "2", "--epochs", "2", "--batch-size", "128",
@@ -95,6 +96,16 @@ def test_init_from_refuses_what_does_not_fit(tmp_path, run):
                    "model.safetensors", "do not match")
     one_line_error(vaekit("train", "--init-from", run, "--resume", run), "--resume", "--init-from")
     assert not (tmp_path / "r").exists()
+
+
+def test_hidden_none_is_a_linear_model(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--data", "digits", "--hidden", "none", "--latent-dim", "3", "--epochs", "1", "--quiet",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["model"]["hidden"] == []
+    vae = load(out)
+    assert [name for name, _ in vae.encoder.named_parameters()] == ["net.0.weight", "net.0.bias"]
+    one_line_error(vaekit("train", "--data", "digits", "--hidden", "", "--out", tmp_path / "r"), "none")
 
 
 def test_config_file_with_flag_override(tmp_path):

@@ -18,6 +18,15 @@ def test_every_preset_loads_and_builds(path):
     assert sum(p.numel() for p in vae.parameters()) > 0
 
 
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
+def test_every_preset_trains_a_step(path, tmp_path, digits):
+    cfg = load_config(path).override({"data.name": "digits", "train.epochs": 1, "train.precision": "fp32",
+                                      "train.num_samples": 4})
+    vaekit.train(cfg, tmp_path / "run", data=digits, progress=False)
+    record = vaekit.checkpoint.read_metrics(tmp_path / "run")[0]
+    assert record["step"] >= 1 and record["val_neg_elbo"] > 0
+
+
 def test_overrides_and_round_trip():
     cfg = Config().override({"train.lr": 0.01, "model.hidden": [32, 16], "data.name": None})
     assert cfg.train.lr == 0.01 and cfg.model.hidden == [32, 16] and cfg.data.name == "digits"

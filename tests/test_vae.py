@@ -97,3 +97,36 @@ def test_posterior_init_std_sets_the_starting_spread(net):
     assert 0.5 < default.median() < 2 and 0.03 < small.median() < 0.08
     with pytest.raises(VaekitError, match="posterior_init_std"):
         ModelConfig(posterior_init_std=-1.0)
+
+
+def test_linear_gaussian_vae_recovers_probabilistic_pca(tmp_path, digits):
+    """Tipping & Bishop (1999); Lucas et al. (2019): a linear VAE with a Gaussian likelihood has
+    pPCA's maximum-likelihood solution as its optimum, where the ELBO is tight."""
+    import math
+
+    import scipy.linalg
+
+    import vaekit
+    from vaekit.config import Config
+    from vaekit.metrics import evaluate_terms
+
+    x = digits.train_x.flatten(1).double()  # (N, 64)
+    k = 4
+    mean = x.mean(0)
+    evals, evecs = torch.linalg.eigh((x - mean).T @ (x - mean) / len(x))
+    evals, evecs = evals.flip(0), evecs.flip(1)
+    sigma2 = evals[k:].mean()  # pPCA's maximum-likelihood noise: the mean discarded eigenvalue
+    w = evecs[:, :k] * (evals[:k] - sigma2).sqrt()
+    exact = torch.distributions.MultivariateNormal(mean, w @ w.T + sigma2 * torch.eye(64, dtype=torch.float64))
+    log_likelihood = exact.log_prob(x).mean().item()
+
+    cfg = Config()
+    cfg.model.hidden, cfg.model.latent_dim, cfg.model.likelihood = [], k, "gaussian"
+    cfg.model.sigma = math.sqrt(sigma2.item())
+    cfg.train.epochs, cfg.train.lr, cfg.train.batch_size, cfg.train.precision = 300, 0.1, 512, "fp32"
+    vae = vaekit.train(cfg, tmp_path / "run", data=digits, progress=False)
+    decoder_columns = vae.decoder.net[0].weight.detach().double().T  # (64, k): W stored (in, out)
+    angles = scipy.linalg.subspace_angles(decoder_columns.numpy(), evecs[:, :k].numpy())
+    assert max(angles) < math.radians(3), angles
+    elbo = -evaluate_terms(vae, digits.train_x, num_samples=20).loss.double().mean().item()
+    assert 0 < log_likelihood - elbo < 0.3, (log_likelihood, elbo)

@@ -25,12 +25,15 @@ from .train import TrainingStopped, train
 
 
 def int_list(text: str) -> list[int]:
+    """'512,256' -> [512, 256]; 'none' -> [] (no hidden layer: a linear map)."""
+    if text.strip().lower() == "none":
+        return []
     try:
         sizes = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers or none, got {text!r}") from None
     if not sizes:
-        raise argparse.ArgumentTypeError("expected at least one layer size")
+        raise argparse.ArgumentTypeError("expected layer sizes, e.g. 512,256, or none for no hidden layer")
     return sizes
 
 
@@ -70,6 +73,7 @@ TRAIN_FLAGS = {
     "val_fraction": "data.val_fraction", "exclude_classes": "data.exclude_classes",
     "max_train": "data.max_train",
     "model": "model.net", "latent_dim": "model.latent_dim", "hidden": "model.hidden",
+    "conv_channels": "model.conv_channels",
     "activation": "model.activation", "likelihood": "model.likelihood", "sigma": "model.sigma",
     "prior": "model.prior", "prior_components": "model.prior_components", "posterior_init_std": "model.posterior_init_std",
     "num_classes": "model.num_classes",
@@ -256,7 +260,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="JSON config file; flags override it")
     p.add_argument("--model", choices=["mlp", "conv"])
     p.add_argument("--latent-dim", type=int)
-    p.add_argument("--hidden", type=int_list, help="layer sizes, e.g. 400 or 512,256")
+    p.add_argument("--hidden", type=int_list, help="layer sizes, e.g. 400 or 512,256; none: a linear encoder and decoder")
+    p.add_argument("--conv-channels", type=int_list, help="conv net: channels of its two stride-2 convolutions (default 32,64)")
     p.add_argument("--activation", choices=["relu", "tanh", "elu", "gelu"])
     p.add_argument("--likelihood", choices=["bernoulli", "gaussian", "gaussian-learned", "discretized-logistic"])
     p.add_argument("--prior", choices=["normal", "mog", "vamp", "hierarchical"])

@@ -51,7 +51,8 @@ class ModelConfig:
 
     net: str = "mlp"  # mlp | conv
     latent_dim: int = 20
-    hidden: list[int] = field(default_factory=lambda: [400])  # MLP layers; conv: the dense layer
+    hidden: list[int] = field(default_factory=lambda: [400])  # MLP layers ([]: linear); conv: the dense layer
+    conv_channels: list[int] = field(default_factory=lambda: [32, 64])  # conv: its two stride-2 convolutions
     activation: str = "relu"  # relu | tanh | elu | gelu
     likelihood: str = "bernoulli"  # bernoulli | gaussian | gaussian-learned
     sigma: float = 0.1  # std of the fixed-variance Gaussian likelihood
@@ -70,6 +71,8 @@ class ModelConfig:
             raise VaekitError(f"latent_dim must be in [1, {MAX_WIDTH}], got {self.latent_dim}")
         if any(not 1 <= h <= MAX_WIDTH for h in self.hidden):
             raise VaekitError(f"hidden sizes must be integers in [1, {MAX_WIDTH}], got {self.hidden}")
+        if len(self.conv_channels) != 2 or any(not 1 <= c <= 4096 for c in self.conv_channels):
+            raise VaekitError(f"conv_channels must be two integers in [1, 4096], got {self.conv_channels}")
         if not 1 <= self.top_latent_dim <= MAX_WIDTH or any(not 1 <= h <= MAX_WIDTH for h in self.top_hidden):
             raise VaekitError(f"top_latent_dim and top_hidden must be integers in [1, {MAX_WIDTH}]")
         if not 0 <= self.num_classes <= MAX_WIDTH:

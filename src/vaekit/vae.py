@@ -113,9 +113,10 @@ def dense_nets(cfg: ModelConfig, x_shape: tuple[int, ...], num_params: int):
     c, h, w = x_shape
     out_shape = (c * num_params, h, w)
     k = cfg.num_classes
+    extra = {"channels": tuple(cfg.conv_channels)} if cfg.net == "conv" else {}
     try:
-        encoder = encoder_cls(x_shape, 2 * cfg.latent_dim, cfg.hidden, cfg.activation, k)
-        decoder = decoder_cls(cfg.latent_dim, out_shape, cfg.hidden, cfg.activation, k)
+        encoder = encoder_cls(x_shape, 2 * cfg.latent_dim, cfg.hidden, cfg.activation, k, **extra)
+        decoder = decoder_cls(cfg.latent_dim, out_shape, cfg.hidden, cfg.activation, k, **extra)
     except ValueError as e:
         raise VaekitError(f"model {cfg.net!r} cannot take data of shape {x_shape}: {e}") from None
     return encoder, decoder
