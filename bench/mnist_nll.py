@@ -41,7 +41,7 @@ TWO_LAYER = ["--latent-dim", "100", "--prior", "hierarchical", "--top-latent-dim
 VARIANTS = {
     "vae": [],
     "iwae": ["--objective", "iwae", "--iw-samples", "50"],
-    # Without a small initial posterior std the tanh VampPrior model never leaves the plateau (docs/benchmarks.md).
+    # Without a small initial posterior std the tanh VampPrior model never leaves the plateau (docs/evaluation.md).
     "vamp": ["--prior", "vamp", "--prior-components", "500", "--posterior-init-std", "0.05"],
     "mog": ["--prior", "mog", "--prior-components", "20"],
     "vae-freebits": ["--free-bits", "0.1"],
@@ -60,7 +60,7 @@ VARIANTS = {
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FINE_TUNES = {
     # The importance-weighted bound (k=50, lr 3e-4) moves the ELBO-trained model toward a higher
-    # likelihood at a fraction of an IWAE run's cost (docs/benchmarks.md).
+    # likelihood at a fraction of an IWAE run's cost (docs/evaluation.md).
     "vae-2layer-iwae-finetune": ("vae-2layer-kl-warmup", CONFIGS / "mnist-nll-iwae-finetune.json"),
 }
 FINETUNE_SHARE = 0.45  # of --minutes, when the fine-tuning's epochs are sized by a probe

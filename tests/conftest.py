@@ -22,6 +22,13 @@ def _two_threads():
     torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _calibration_cache(tmp_path_factory):
+    """Speed calibrations go to a folder of the test session, not the user's cache; runs of one
+    model (and the subprocesses, which inherit the variable) then share one measured choice."""
+    os.environ["VAEKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.fixture(scope="session")
 def digits():
     return load_data(Config().data)

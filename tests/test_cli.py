@@ -105,7 +105,8 @@ def test_hidden_none_is_a_linear_model(tmp_path):
     assert json.loads((out / "config.json").read_text())["model"]["hidden"] == []
     vae = load(out)
     assert [name for name, _ in vae.encoder.named_parameters()] == ["net.0.weight", "net.0.bias"]
-    one_line_error(vaekit("train", "--data", "digits", "--hidden", "", "--out", tmp_path / "r"), "none")
+    refused = vaekit("train", "--data", "digits", "--hidden", "", "--out", tmp_path / "r")
+    assert refused.returncode == 2 and "none for no hidden layer" in refused.stderr
 
 
 def test_config_file_with_flag_override(tmp_path):

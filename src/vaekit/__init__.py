@@ -20,4 +20,9 @@ def __getattr__(name: str):
 
         return TableVAE
     raise AttributeError(f"module 'vaekit' has no attribute {name!r}")
-__version__ = "0.1.0"
+try:
+    from importlib.metadata import version as _version
+
+    __version__ = _version("vaekit")
+except Exception:  # run from a source tree that was never installed
+    __version__ = "0.2.0"

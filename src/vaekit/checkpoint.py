@@ -55,14 +55,22 @@ class TrainState:
 # ---------------------------------------------------------------- atomic files
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+    """Write to a temporary file in the same folder, fsync, then rename over `path`. The file gets
+    the permissions any new file gets (0666 less the umask), not mkstemp's owner-only 0600."""
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
         raise VaekitError(f"{path}: cannot write ({e.strerror})") from None
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -146,7 +154,7 @@ def lock_run(run_dir: Path, create: bool, active: bool = True):
             raise VaekitError(f"{run_dir}: cannot create run directory ({e.strerror})") from None
     elif not run_dir.is_dir():
         raise VaekitError(f"{run_dir}: run directory not found")
-    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o666)  # less the umask, as any new file
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -51,6 +51,8 @@ def add_kind_option_args(p: argparse.ArgumentParser) -> None:
     """A flag for every option of every data kind (kinds/*.py: Options), e.g. --categorical A,B."""
     for name, f in option_fields().items():
         kwargs = {"dest": f"option_{name}", "help": f.metadata.get("help"), "default": None}
+        if "bool" not in str(f.type):
+            kwargs["metavar"] = name.upper()
         if "list[str]" in str(f.type):
             kwargs["type"] = str_list
         elif "bool" in str(f.type):
@@ -85,7 +87,7 @@ TRAIN_FLAGS = {
     "precision": "train.precision", "threads": "train.threads", "device": "train.device",
     "checkpoint_every": "train.checkpoint_every", "checkpoint_minutes": "train.checkpoint_minutes",
     "compile": "train.compile", "channels_last": "train.channels_last", "tf32": "train.tf32",
-    "onednn": "train.onednn",
+    "onednn": "train.onednn", "calibrate": "train.calibrate",
     "init_from": "train.init_from",
 }
 
@@ -243,6 +245,34 @@ def cmd_holdout(args) -> None:
     cmd_anomaly(args)
 
 
+def cmd_doctor(args) -> None:
+    """The machine, the libraries, the GEMM rates, and the speed choice for a model of MNIST's
+    shapes (the default MLP at batch 512, random inputs): what `vaekit train` would measure."""
+    from . import calibrate
+    from .config import Config, ModelConfig
+    from .objectives import OBJECTIVES
+    from .optim import Adam
+    from .vae import VAE
+
+    info = {"vaekit": __import__("vaekit").__version__, **calibrate.machine(), "gemm_gflops": calibrate.gemm_rates()}
+    cfg = Config().resolved()
+    vae = VAE(ModelConfig(), (1, 28, 28))
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.rand(cfg.train.batch_size, 1, 28, 28, generator=g), None) for _ in range(7)]
+    make_step = calibrate.step_factory(vae, OBJECTIVES["elbo"](cfg.train), lambda m: Adam(m.parameters(), lr=1e-3),
+                                       torch.device("cpu"))
+    options = calibrate.candidates("auto", None)
+    info["mnist_mlp_ms_per_step"] = calibrate.measure(make_step, batches, options) if options else {}
+    info["choice"] = min(info["mnist_mlp_ms_per_step"], key=info["mnist_mlp_ms_per_step"].get, default=None)
+    if args.json:
+        print(json.dumps(info))
+        return
+    for key, value in info.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v:.1f}" for k, v in value.items())
+        print(f"{key:>22}: {value}")
+
+
 def cmd_report(args) -> None:
     from .report import write_report
 
@@ -289,7 +319,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
     p.add_argument("--seed", type=int)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="auto: bf16 where the hardware computes it natively (the default), else fp32")
+                   help="auto (the default): on a CPU the faster of bf16 and fp32, measured; fp32 on CUDA")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the training step (default: on for CPU runs of 20,000+ steps, where it pays)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
@@ -297,7 +327,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=None,
                    help="TF32 matrix products for fp32 on CUDA (default on)")
     p.add_argument("--onednn", action=argparse.BooleanOptionalAction, default=None,
-                   help="fp32 dense layers on x86 CPUs through oneDNN, 2x torch.mm's rate on AMD (default on)")
+                   help="fp32 dense layers on x86 CPUs through oneDNN instead of torch.mm (default: whichever measures faster)")
+    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
+                   help="time bf16 / fp32 (oneDNN or torch.mm) steps on this machine and train with the fastest "
+                        "(default on; cached per machine and model; explicit --precision / --onednn win)")
     p.add_argument("--threads", type=int)
     p.add_argument("--device")
     p.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
@@ -312,7 +345,10 @@ def add_anomaly_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="vaekit", description="Train and use variational autoencoders.")
+    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name, func, help, run=True, data=True):
@@ -392,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("report", cmd_report, "one HTML page with everything", data=False).add_argument(
         "--data-dir", help="where the run's data lives")
+    p = command("doctor", cmd_doctor, "this machine, its libraries and speed choices", run=False, data=False)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 

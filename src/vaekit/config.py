@@ -60,7 +60,7 @@ class ModelConfig:
     prior_components: int = 10  # mixture components or VampPrior pseudo-inputs
     # > 0: q(z|x) starts with this standard deviation (the encoder's log-variance bias) instead of
     # ~1. Small values let z carry signal from the first step: tanh nets with a VampPrior otherwise
-    # stay on a plateau where the decoder ignores z (docs/benchmarks.md).
+    # stay on a plateau where the decoder ignores z (docs/evaluation.md).
     posterior_init_std: float = 0.0
     top_latent_dim: int = 50  # hierarchical: the second stochastic layer z2
     top_hidden: list[int] = field(default_factory=lambda: [50, 50])  # hierarchical: z1 <-> z2 layers
@@ -102,13 +102,16 @@ class TrainConfig:
     grad_clip: float = 0.0  # max global gradient norm; 0 turns clipping off
     patience: int = 0  # early stopping after this many epochs without validation gain; 0 = off
     seed: int = 0
-    precision: str = "auto"  # auto (bf16 where the hardware has it) | fp32 | bf16 | fp16 (CUDA)
+    precision: str = "auto"  # auto (measured: bf16 or fp32 on a CPU; fp32 on CUDA) | fp32 | bf16 | fp16 (CUDA)
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     device: str = "cpu"  # cpu | cuda | cuda:N
     compile: bool | None = None  # torch.compile the training step (eager if it fails); None: long CPU runs only
     channels_last: bool = True  # NHWC memory format for the conv net
     tf32: bool = True  # TensorFloat-32 matrix products for fp32 on CUDA
-    onednn: bool = True  # fp32 dense layers on x86 CPUs through oneDNN (AVX-512) instead of torch.mm
+    # fp32 dense layers on x86 CPUs through oneDNN instead of torch.mm; None: whichever measures faster
+    onednn: bool | None = None
+    # Time the open precision / oneDNN choices on this machine before a new CPU run (calibrate.py)
+    calibrate: bool = True
     num_samples: int = 64  # prior samples pictured each epoch
     checkpoint_every: int = 0  # also checkpoint every N steps mid-epoch (0: at epoch ends only)
     checkpoint_minutes: float = 0.0  # also checkpoint when this many minutes have passed (0: off)

@@ -14,7 +14,7 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU}
 
 # fp32 products on x86 CPUs go through oneDNN rather than torch.mm: torch.mm calls MKL, whose
 # fp32 GEMM runs AVX2 code on AMD CPUs (~200 GFLOP/s on this project's 2-core Zen 5), while
-# oneDNN runs AVX-512 there (~400-460 GFLOP/s), the same precision (measured, README "Speed").
+# oneDNN runs AVX-512 there (~400-460 GFLOP/s), the same precision (measured, docs/speed.md).
 # bf16 products already reach oneDNN through autocast. set_onednn(False) turns it off.
 ONEDNN_X86 = torch.backends.mkldnn.is_available() and platform.machine().lower() in ("x86_64", "amd64")
 _onednn = {"on": ONEDNN_X86}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -25,8 +26,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import calibrate, distributed
 from . import checkpoint as ckpt
-from . import distributed
 from .config import Config
 from .data import Splits, batch_indices, binarize
 from .errors import VaekitError
@@ -43,7 +44,7 @@ LOG_EVERY = 25  # steps between progress-bar updates (each one syncs with the de
 MAX_BAD_STEPS = 10  # consecutive non-finite steps before rolling back
 MAX_ROLLBACKS = 3
 # Compiling the step takes 7-25 s on a 2-core CPU (less with inductor's disk cache warm) and then
-# saves 2-27% of every step, 15-17% on the defaults and the NLL models (README "Speed"): from
+# saves 2-27% of every step, 15-17% on the defaults and the NLL models (docs/speed.md): from
 # 20,000 steps on, those 15-17% repay the compile time about twice.
 COMPILE_MIN_STEPS = 20_000
 
@@ -105,7 +106,7 @@ def resolve_device(name: str) -> torch.device:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """'auto' picks what measured fastest at equal quality: bf16 on CPUs that compute it natively
     (1.4-1.5x fp32), else fp32; on CUDA fp32 with TF32 (these small models are launch-bound, and
-    autocast's casts made bf16 and fp16 slower on an H100; see README "Speed")."""
+    autocast's casts made bf16 and fp16 slower on an H100; see docs/speed.md)."""
     if precision == "fp16" and device.type != "cuda":
         raise VaekitError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
     if precision != "auto":
@@ -113,6 +114,35 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "fp32"
     return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
+def speed_options(cfg: Config, kind: Kind, data: Splits, vae: VAE, objective, device: torch.device,
+                  dist: distributed.Dist, progress: bool) -> Config:
+    """The precision and dense-layer path a new run trains with: measured on this machine when
+    the config leaves them open (calibrate.py), else the configured or usual ones; returned in the
+    config that config.json records, so a resumed run repeats them."""
+    tc = cfg.train
+    choice = None
+    if tc.calibrate and device.type == "cpu" and not dist.enabled:
+        g = torch.Generator().manual_seed(tc.seed + 1)
+        batches = []
+        for idx in torch.randperm(len(data.train_x), generator=g)[: 7 * tc.batch_size].split(tc.batch_size)[:7]:
+            x = data.train_x.index_select(0, idx.to(device))
+            if cfg.model.net == "conv" and tc.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            batches.append((x, data.train_y.index_select(0, idx.to(device)) if vae.conditional else None))
+        signature = {"kind": kind.name, "shape": list(data.shape), "model": dataclasses.asdict(cfg.model),
+                     "batch": tc.batch_size, "objective": tc.objective, "iw_samples": tc.iw_samples}
+        make_step = calibrate.step_factory(vae, objective, lambda m: make_optimizer(m, tc), device)
+        choice = calibrate.choose(signature, make_step, batches, tc.precision, tc.onednn)
+    if choice is not None:
+        if progress and dist.is_main:
+            tqdm.write(choice.describe(), file=sys.stderr)
+        precision, onednn = choice.precision, choice.onednn
+    else:
+        precision = resolve_precision(tc.precision, device)
+        onednn = tc.onednn if tc.onednn is not None else True
+    return dataclasses.replace(cfg, train=dataclasses.replace(tc, precision=precision, onednn=onednn))
 
 
 def make_optimizer(vae: VAE, cfg) -> Adam:
@@ -197,9 +227,8 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
     tc = cfg.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    set_onednn(tc.onednn)
     device = resolve_device(tc.device)
-    precision = resolve_precision(tc.precision, device)
+    resolve_precision(tc.precision, device)  # refuses fp16 on a CPU before any data is read
     dist = distributed.init(device.type)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
@@ -223,12 +252,21 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
     if cfg.model.net == "conv" and tc.channels_last:
         vae = vae.to(memory_format=torch.channels_last)
     check_data(data, vae)
-    model = Objective(vae, pick(OBJECTIVES, tc.objective, "objective")(tc))
+    objective = pick(OBJECTIVES, tc.objective, "objective")(tc)
+    if resume:  # a resumed run repeats the choices its config.json records
+        recorded = ckpt.load_config_of(run_dir).train
+        tc = dataclasses.replace(tc, precision=recorded.precision, onednn=recorded.onednn)
+    else:
+        tc = speed_options(cfg, kind, data, vae, objective, device, dist, progress).train
+    cfg = dataclasses.replace(cfg, train=tc)
+    set_onednn(tc.onednn is not False)
+    precision = resolve_precision(tc.precision, device)
+    model = Objective(vae, objective)
     if dist.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if wants_compile(tc, device, dist, tc.epochs * epoch_steps(len(data.train_x), tc)):
         if progress and dist.is_main:
-            tqdm.write("vaekit: compiling the training step (torch.compile, 10-30 s; --no-compile skips it)")
+            tqdm.write("vaekit: compiling the training step (torch.compile, 10-30 s; --no-compile skips it)", file=sys.stderr)
         model = compiled(model, device)
     torch.manual_seed(tc.seed + dist.rank)  # each rank draws its own posterior noise
     fixed_z = torch.randn(tc.num_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(tc.seed))
