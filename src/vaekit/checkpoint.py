@@ -44,12 +44,14 @@ class TrainState:
     epoch: int = 0  # completed epochs
     step: int = 0  # completed steps (including skipped ones)
     epoch_step: int = 0  # steps done in the current, unfinished epoch
-    best_val: float | None = None  # best validation -ELBO so far
+    best_val: float | None = None  # best validation -ELBO so far (or the kind's own selection score)
     best_epoch: int = 0
     stopped_early: bool = False
     skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient
     rollbacks: int = 0
     lr_scale: float = 1.0  # halved at each rollback
+    train_seconds: float = 0.0  # time spent in training epochs (the --max-minutes budget)
+    time_up: bool = False  # the --max-minutes budget is spent: the run is complete
 
 
 # ---------------------------------------------------------------- atomic files
@@ -198,8 +200,12 @@ def weights_of(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_model(run_dir: Path, vae, epoch: int, name: str = "model.safetensors") -> None:
-    meta = {"format": FORMAT, "x_shape": json.dumps(list(vae.x_shape)), "epoch": str(epoch)}
-    atomic_write(Path(run_dir) / name, dump_safetensors(weights_of(vae), meta))
+    save_weights(Path(run_dir) / name, weights_of(vae), vae.x_shape, epoch)
+
+
+def save_weights(path: Path, weights: dict[str, torch.Tensor], x_shape, epoch: int) -> None:
+    meta = {"format": FORMAT, "x_shape": json.dumps(list(x_shape)), "epoch": str(epoch)}
+    atomic_write(Path(path), dump_safetensors(weights, meta))
 
 
 def save_checkpoint(run_dir: Path, vae, optimizer, generator: torch.Generator, state: TrainState,

@@ -72,7 +72,8 @@ def option_flags(args) -> dict:
 # Flags of `train` and the config keys they set; None (not given) leaves the config's value.
 TRAIN_FLAGS = {
     "data": "data.name", "kind": "data.kind", "test_data": "data.test_data", "data_dir": "data.data_dir", "binarize": "data.binarize",
-    "val_fraction": "data.val_fraction", "exclude_classes": "data.exclude_classes",
+    "val_fraction": "data.val_fraction", "test_fraction": "data.test_fraction", "split_seed": "data.split_seed",
+    "exclude_classes": "data.exclude_classes",
     "max_train": "data.max_train",
     "model": "model.net", "latent_dim": "model.latent_dim", "hidden": "model.hidden",
     "conv_channels": "model.conv_channels",
@@ -81,7 +82,7 @@ TRAIN_FLAGS = {
     "num_classes": "model.num_classes",
     "top_latent_dim": "model.top_latent_dim", "top_hidden": "model.top_hidden", "objective": "train.objective",
     "iw_samples": "train.iw_samples", "free_bits": "train.free_bits",
-    "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
+    "epochs": "train.epochs", "max_minutes": "train.max_minutes", "batch_size": "train.batch_size", "lr": "train.lr",
     "lr_schedule": "train.lr_schedule", "warmup_steps": "train.warmup_steps", "beta": "train.beta", "kl_warmup": "train.kl_warmup_epochs",
     "grad_clip": "train.grad_clip", "patience": "train.patience", "seed": "train.seed",
     "precision": "train.precision", "threads": "train.threads", "device": "train.device",
@@ -128,6 +129,8 @@ def new_config(args) -> Config:
         if name not in known:
             raise VaekitError(f"--{name.replace('_', '-')} does not apply to {kind.name} data")
     cfg = Config().override(kind.defaults).merged(file)
+    if args.max_minutes and args.epochs is None and "epochs" not in file.get("train", {}):
+        flags["train.epochs"] = 10**6  # the time budget ends the run, not a default epoch count
     return cfg.override(flags | {f"data.options.{k}": v for k, v in options.items()})
 
 
@@ -149,6 +152,11 @@ def cmd_interpolate(args) -> None:
 def cmd_manifold(args) -> None:
     run = ckpt.open_run(args.run)
     run.kind.manifold(run, args)
+
+
+def cmd_recommend(args) -> None:
+    run = ckpt.open_run(args.run)
+    run.kind.recommend(run, args)
 
 
 def cmd_evaluate(args) -> None:
@@ -192,13 +200,14 @@ def cmd_encode(args) -> None:
         import io
 
         d = vae.latent_dim
+        ids = run.kind.input_ids(run.data_config(args.data_dir), run.schema, args.data)
         cols = [f"mu_{i}" for i in range(d)] + ([f"logvar_{i}" for i in range(d)] if args.logvar else [])
         table = torch.cat([mu, logvar], 1) if args.logvar else mu
         buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(cols + (["label"] if y is not None else []))
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow((["id"] if ids else []) + cols + (["label"] if y is not None else []))
         for i, row in enumerate(table.tolist()):
-            w.writerow([f"{v:.6g}" for v in row] + ([int(y[i])] if y is not None else []))
+            w.writerow(([ids[i]] if ids else []) + [f"{v:.6g}" for v in row] + ([int(y[i])] if y is not None else []))
         ckpt.atomic_write(out, buf.getvalue().encode())
     else:
         ckpt.write_npy(out, mu.numpy())
@@ -224,8 +233,9 @@ def cmd_anomaly(args) -> None:
     summary = {"score": args.score, "target_fpr": args.fpr, "anomaly_classes": classes,
                **anomaly.summarize(scores, threshold, is_anomaly)}
     out = run.out_path(args.out, "anomaly.csv")
-    columns = {"index": list(range(len(scores))), "score": [f"{s:.6g}" for s in scores],
-               "flagged": [int(s > threshold) for s in scores]}
+    ids = run.kind.input_ids(run.data_config(args.data_dir), run.schema, args.data)
+    columns = {"index": list(range(len(scores)))} | ({"id": ids} if ids else {})
+    columns |= {"score": [f"{s:.6g}" for s in scores], "flagged": [int(s > threshold) for s in scores]}
     if is_anomaly is not None:
         columns.update(label=[int(v) for v in y], is_anomaly=[int(v) for v in is_anomaly])
     columns.update(run.kind.explain(run, x, y, normal_x, normal_y, args))
@@ -306,9 +316,14 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--free-bits", type=float, help="nats per latent dimension free of KL pressure")
     p.add_argument("--sigma", type=float, help="std of the fixed Gaussian likelihood")
     p.add_argument("--binarize", choices=["none", "static", "dynamic"])
-    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--val-fraction", type=float, help="share of the training data held out for validation")
+    p.add_argument("--test-fraction", type=float, help="share held out for test when there is no test split")
+    p.add_argument("--split-seed", type=int, help="seed of the train / validation / test split (default 0)")
     p.add_argument("--max-train", type=int, help="use at most this many training examples")
     p.add_argument("--epochs", type=int)
+    p.add_argument("--max-minutes", type=float,
+                   help="stop cleanly after this many minutes of training (the cosine schedule spans them); "
+                        "--epochs, when given, still caps the run")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--lr-schedule", choices=["constant", "cosine"])
@@ -428,6 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("report", cmd_report, "one HTML page with everything", data=False).add_argument(
         "--data-dir", help="where the run's data lives")
+    p = command("recommend", cmd_recommend, "item-set runs: top items for users given their items")
+    p.add_argument("--items", help="one user's items, comma-separated ids")
+    p.add_argument("--top", type=int, default=20, help="items per user (default 20)")
+    p.add_argument("--similar", metavar="ITEM", help="instead: the items most similar to ITEM (decoder embeddings)")
+
     p = command("doctor", cmd_doctor, "this machine, its libraries and speed choices", run=False, data=False)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return parser

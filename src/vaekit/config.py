@@ -89,7 +89,8 @@ class ModelConfig:
 class TrainConfig:
     """The optimisation: Adam, schedules, stopping, precision."""
 
-    epochs: int = 10
+    epochs: int = 10  # with max_minutes, an upper bound
+    max_minutes: float = 0.0  # > 0: stop cleanly after this many minutes of training; cosine spans them
     batch_size: int | None = None  # None: the network's fast default (FAST_DEFAULTS)
     lr: float | None = None  # None: the network's fast default, scaled for a batch size given
     lr_schedule: str = "cosine"  # constant | cosine (to 0 at the last step)
@@ -124,6 +125,8 @@ class TrainConfig:
             raise VaekitError("epochs and batch_size must be >= 1")
         if self.lr is not None and self.lr <= 0:
             raise VaekitError(f"lr must be > 0, got {self.lr}")
+        if self.max_minutes < 0:
+            raise VaekitError(f"max_minutes must be >= 0, got {self.max_minutes}")
         if self.warmup_steps < 0:
             raise VaekitError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.precision not in PRECISIONS:

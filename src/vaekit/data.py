@@ -5,7 +5,7 @@ data live in kinds/.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -25,14 +25,16 @@ class Splits:
     val_y: torch.Tensor | None
     test_x: torch.Tensor
     test_y: torch.Tensor | None
+    extra: dict = field(default_factory=dict)  # a kind's own companions (held-out items, ids, ...)
 
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
 
     def to(self, device) -> "Splits":
-        move = lambda t: None if t is None else t.to(device)
-        return Splits(*(move(getattr(self, f)) for f in self.__dataclass_fields__))
+        move = lambda t: t.to(device) if hasattr(t, "to") else t
+        tensors = [None if getattr(self, f) is None else move(getattr(self, f)) for f in list(self.__dataclass_fields__)[:6]]
+        return Splits(*tensors, {k: move(v) for k, v in self.extra.items()})
 
 
 def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -6,12 +6,14 @@ import math
 
 
 def learning_rate(step: int, total_steps: int, base_lr: float, schedule: str = "constant",
-                  warmup_steps: int = 0) -> float:
-    """Linear warm-up over `warmup_steps`, then constant or cosine decay to 0 at `total_steps`."""
+                  warmup_steps: int = 0, progress: float | None = None) -> float:
+    """Linear warm-up over `warmup_steps`, then constant or cosine decay to 0 at `total_steps`, or,
+    given `progress` (the share of a time budget spent), at the end of the budget."""
     if warmup_steps and step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
     if schedule == "cosine":
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        if progress is None:
+            progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     return base_lr
 

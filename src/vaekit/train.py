@@ -36,7 +36,7 @@ from .metrics import autocast, evaluate_elbo
 from .nets import set_onednn
 from .objectives import OBJECTIVES
 from .optim import Adam
-from .plotting import save_curves
+from .plotting import pyplot, save_curves
 from .schedules import kl_weight, learning_rate
 from .vae import VAE, pick
 
@@ -47,6 +47,10 @@ MAX_ROLLBACKS = 3
 # saves 2-27% of every step, 15-17% on the defaults and the NLL models (docs/speed.md): from
 # 20,000 steps on, those 15-17% repay the compile time about twice.
 COMPILE_MIN_STEPS = 20_000
+# Epoch ends write the checkpoint and the model at most this often (and always at the last epoch or
+# on a signal): a run of 2-step epochs spent most of its time writing 32 MB checkpoints. A crash
+# repeats at most this much work; the resumed run still ends bit-identical.
+EPOCH_CHECKPOINT_SECONDS = 10.0
 
 
 class TrainingStopped(Exception):
@@ -91,6 +95,8 @@ class Run:
     dist: distributed.Dist
     fixed_z: torch.Tensor  # prior draws pictured after every epoch
     scaler: torch.amp.GradScaler | None = None  # fp16 only
+    saved_at: float = float("-inf")  # time.monotonic() of the last epoch-end checkpoint
+    best: tuple[int, dict] | None = None  # (epoch, weights) of the best epoch not yet on disk
 
 
 def resolve_device(name: str) -> torch.device:
@@ -294,7 +300,11 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
 def fit(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict], progress: bool) -> None:
     """Train to the configured number of epochs, rolling back when steps keep failing."""
     tc = run.cfg.train
-    bar = tqdm(total=tc.epochs * epoch_steps(len(run.data.train_x), tc), initial=state.step, unit="step",
+    if run.dist.is_main:
+        # matplotlib takes ~0.5 s to import; the curves at the end need it, the epochs do not.
+        threading.Thread(target=pyplot, daemon=True).start()
+    bar = tqdm(total=None if tc.max_minutes else tc.epochs * epoch_steps(len(run.data.train_x), tc),
+               initial=state.step, unit="step",
                disable=not progress, dynamic_ncols=True, desc=f"training {run.run_dir.name}")
     with stop_signals() as stop:
         while True:
@@ -308,13 +318,16 @@ def fit(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict], prog
                                       f"{MAX_ROLLBACKS} rollbacks (lr x{scale * 2:g}); lower --lr or check the data") from None
                 distributed.barrier(run.dist)
                 state, extra = ckpt.load_checkpoint(run.run_dir, run.vae, run.optimizer, run.generator)
+                run.best = None  # a best epoch after the checkpoint is being undone
                 state.rollbacks, state.skipped_steps, state.lr_scale = rollbacks, skipped, scale
                 records[:] = [r for r in records if r["epoch"] <= state.epoch]
                 bar.n = state.step
                 bar.write(f"vaekit: {MAX_BAD_STEPS} non-finite steps in a row; rolled back to step {state.step} "
                           f"with learning rate x{scale:g} (rollback {rollbacks} of {MAX_ROLLBACKS})")
-    bar.close()
-    finish(run, state, records)
+        bar.close()
+        finish(run, state, records)
+        if stop["signum"] is not None:  # it came during the final pictures: the run is complete
+            raise TrainingStopped(stop["signum"], run.run_dir, state)
 
 
 def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict], stop: dict, bar) -> None:
@@ -326,10 +339,11 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
     warmup_steps = min(tc.warmup_steps, total_steps // 4)  # short runs still spend most steps at full rate
     params = list(run.vae.parameters())
     last_save = time.monotonic()
+    budget = 60 * tc.max_minutes  # seconds of training; 0: none
 
     run.vae.train()
     for epoch in range(state.epoch, tc.epochs):
-        if state.stopped_early:
+        if state.stopped_early or state.time_up:
             break
         # The epoch's order comes from the generator state at its start, kept for mid-epoch resumes.
         if state.epoch_step:
@@ -342,6 +356,8 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
         if state.epoch_step:
             run.generator.set_state(now_rng)
         start = time.perf_counter()
+        spent = lambda: state.train_seconds + time.perf_counter() - start  # noqa: E731
+        time_up = False
         failing = torch.zeros((), device=device)  # consecutive non-finite steps, kept on the device
         worst = torch.zeros((), device=device)  # longest such run since the last check
         skipped = torch.zeros((), device=device)  # skipped steps not yet added to state
@@ -354,7 +370,8 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
                 x = binarize(x, run.generator)
             if cfg.model.net == "conv" and tc.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            lr = learning_rate(state.step, total_steps, tc.lr, tc.lr_schedule, warmup_steps) * state.lr_scale
+            lr = learning_rate(state.step, total_steps, tc.lr, tc.lr_schedule, warmup_steps,
+                               spent() / budget if budget else None) * state.lr_scale
             bad, stats = train_step(run, x, y, lr, kl_weight(state.step, tc.beta, kl_warmup_steps), params)
             sums += stats
             skipped += bad
@@ -373,22 +390,27 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
                 bar.update(state.step - bar.n)
             # A signal is a local flag; under torchrun the ranks agree on it at log points.
             stopping = stop["signum"] is not None
+            time_up = bool(budget) and spent() >= budget
             if dist.enabled:
                 stopping = at_log and distributed.any_rank(stopping, dist, device)
+                time_up = at_log and distributed.any_rank(time_up, dist, device)
             due = (tc.checkpoint_every and state.step % tc.checkpoint_every == 0) or (
                 tc.checkpoint_minutes and time.monotonic() - last_save > 60 * tc.checkpoint_minutes)
             if due or stopping:
                 state.skipped_steps += int(skipped.item())
                 skipped.zero_()
             if (due or stopping) and state.epoch_step < len(batches) and dist.is_main:
-                ckpt.save_checkpoint(run.run_dir, run.vae, run.optimizer, run.generator, state,
-                                     {"rng.epoch_start": epoch_rng, "partial.sums": sums})
+                save_progress(run, state, {"rng.epoch_start": epoch_rng, "partial.sums": sums})
                 last_save = time.monotonic()
             if stopping and state.epoch_step < len(batches):
                 bar.close()
                 raise TrainingStopped(stop["signum"] or signal.SIGTERM, run.run_dir, state)
+            if time_up:  # the budget is spent: this epoch ends here, as the last
+                break
         bar.update(state.step - bar.n)
-        end_epoch(run, state, records, distributed.all_sum(sums, dist), time.perf_counter() - start)
+        state.train_seconds, state.time_up = spent(), time_up
+        end_epoch(run, state, records, distributed.all_sum(sums, dist), time.perf_counter() - start,
+                  final=stop["signum"] is not None)
         last_save = time.monotonic()
         if stop["signum"] is not None and state.epoch < tc.epochs:
             raise TrainingStopped(stop["signum"], run.run_dir, state)
@@ -427,19 +449,23 @@ def train_step(run: Run, x: torch.Tensor, y, lr: float, beta: float, params: lis
     return bad, torch.where(bad.bool(), 0.0, stats.detach().double())
 
 
-def end_epoch(run: Run, state: ckpt.TrainState, records: list[dict], sums: torch.Tensor, seconds: float) -> None:
-    """Validate, log, decide on early stopping, and checkpoint a completed epoch."""
+def end_epoch(run: Run, state: ckpt.TrainState, records: list[dict], sums: torch.Tensor, seconds: float,
+              final: bool = False) -> None:
+    """Validate, log, decide on early stopping, and checkpoint a completed epoch (when the last
+    checkpoint is EPOCH_CHECKPOINT_SECONDS old, or the run ends here: `final`)."""
     tc = run.cfg.train
     count = max(sums[3].item(), 1.0)
     train_loss, train_recon, train_kl = (sums[:3] / count).tolist()
     val_y = run.data.val_y if run.vae.conditional else None
     val = evaluate_elbo(run.vae, run.data.val_x, precision=run.precision, y=val_y) if len(run.data.val_x) else None
     val_loss = val["neg_elbo"] if val else train_loss
+    kind_metrics = run.kind.epoch_metrics(run.vae, run.data) if len(run.data.val_x) else {}
+    selection = kind_metrics.pop("selection", val_loss)  # lower is better
     state.epoch, state.epoch_step = state.epoch + 1, 0
-    if state.best_val is None or val_loss < state.best_val:
-        state.best_val, state.best_epoch = val_loss, state.epoch
-        if tc.patience and run.dist.is_main:
-            ckpt.save_model(run.run_dir, run.vae, state.epoch, name="best.safetensors")
+    if state.best_val is None or selection < state.best_val:
+        state.best_val, state.best_epoch = selection, state.epoch
+        if (tc.patience or run.kind.keeps_best) and run.dist.is_main:
+            run.best = (state.epoch, {k: v.detach().clone() for k, v in run.vae.state_dict().items()})
     elif tc.patience and state.epoch - state.best_epoch >= tc.patience:
         state.stopped_early = True
     records.append({
@@ -447,24 +473,37 @@ def end_epoch(run: Run, state: ckpt.TrainState, records: list[dict], sums: torch
         "train_kl": train_kl, "val_neg_elbo": val_loss, "val_recon": val["recon"] if val else None,
         "val_kl": val["kl"] if val else None, "lr": run.optimizer.param_groups[0]["lr"],
         "skipped_steps": state.skipped_steps, "rollbacks": state.rollbacks,
-        "seconds": seconds, "samples_per_s": count / seconds,
+        "seconds": seconds, "samples_per_s": count / seconds, **kind_metrics,
     })
     if not run.dist.is_main:
         return
-    # Metrics first, then the checkpoint: a crash in between only repeats an epoch on resume.
+    # Metrics first, then the checkpoint: a crash in between only repeats epochs on resume.
     ckpt.write_metrics(run.run_dir, records)
-    ckpt.save_checkpoint(run.run_dir, run.vae, run.optimizer, run.generator, state)
-    ckpt.save_model(run.run_dir, run.vae, state.epoch)
+    final = final or state.epoch >= tc.epochs or state.stopped_early or state.time_up
+    if final or time.monotonic() - run.saved_at >= EPOCH_CHECKPOINT_SECONDS:
+        save_progress(run, state)
+        ckpt.save_model(run.run_dir, run.vae, state.epoch)
+        run.saved_at = time.monotonic()
     run.vae.eval()
     with torch.no_grad():
         run.kind.save_epoch(run.run_dir, run.vae, run.fixed_z, state.epoch)
     run.vae.train()
 
 
+def save_progress(run: Run, state: ckpt.TrainState, extra: dict | None = None) -> None:
+    """The checkpoint, after the best epoch's weights when they are not on disk yet (the
+    checkpoint's best_epoch must always be the one best.safetensors holds)."""
+    if run.best is not None:
+        ckpt.save_weights(run.run_dir / "best.safetensors", run.best[1], run.vae.x_shape, run.best[0])
+        run.best = None
+    ckpt.save_checkpoint(run.run_dir, run.vae, run.optimizer, run.generator, state, extra)
+
+
 def finish(run: Run, state: ckpt.TrainState, records: list[dict]) -> None:
-    """Keep the best epoch's weights after early stopping; draw the final pictures."""
+    """Keep the best epoch's weights after early stopping (or always, where the kind selects
+    epochs by its own metric); draw the final pictures."""
     best = run.run_dir / "best.safetensors"
-    if state.stopped_early and best.exists():
+    if (state.stopped_early or run.kind.keeps_best) and best.exists():
         ckpt.load_weights(run.vae, ckpt.read_safetensors(best)[0], best)
         if run.dist.is_main:
             ckpt.save_model(run.run_dir, run.vae, state.best_epoch)

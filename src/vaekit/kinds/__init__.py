@@ -45,6 +45,7 @@ class Kind:
     # Config values (dotted keys) a fresh run of this kind starts from; --config and flags win.
     defaults: dict = {}
     final_outputs: tuple[str, ...] = ()  # files save_final writes into the run directory
+    keeps_best = False  # keep the epoch whose epoch_metrics "selection" was lowest, not the last
 
     def detect(self, name: str) -> bool:
         """Does `--data NAME` look like this kind's data (for --kind auto)?"""
@@ -71,6 +72,15 @@ class Kind:
         """The kind's networks and likelihood; None: the generic dense ones (nets.py)."""
         return None
 
+    def input_ids(self, cfg: DataConfig, schema: dict, name: str | None) -> list | None:
+        """Names of the inputs `inputs` returns (e.g. user ids), for the files commands write."""
+        return None
+
+    def epoch_metrics(self, vae, splits) -> dict:
+        """Figures of the validation split after each epoch, for metrics.jsonl; a "selection" entry
+        (lower is better) replaces the validation -ELBO in choosing the best epoch."""
+        return {}
+
     # ---- what a run writes during and after training
 
     def save_epoch(self, run_dir, vae, z, epoch: int) -> None:
@@ -93,6 +103,9 @@ class Kind:
     def manifold(self, run, args) -> None:
         raise self.not_applicable("manifold")
 
+    def recommend(self, run, args) -> None:
+        raise self.not_applicable("recommend")
+
     def evaluate(self, run, args, x, y) -> dict:
         """Figures of this kind beyond the ELBO, NLL and latent diagnostics."""
         return {}
@@ -113,6 +126,7 @@ class Kind:
 KINDS = {
     "image": "vaekit.kinds.image:ImageKind",
     "table": "vaekit.kinds.table:TableKind",
+    "items": "vaekit.kinds.items:ItemsKind",
 }
 
 

@@ -1,0 +1,111 @@
+"""The item-set kind: implicit feedback (who chose what), users as bags of items, Mult-VAE
+(Liang et al., 2018) with a multinomial likelihood; recommendations for new users folded in from
+their items, ranking figures against popularity and EASE.
+
+Users are held out whole (strong generalisation): validation and test users show the model 80% of
+their items and the other 20% are the ones to predict. Validation NDCG@100 picks the epoch whose
+weights the run keeps. The kind's class is light; its modules load when items are used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...config import DataConfig
+from ...errors import VaekitError
+from .. import Kind, Nets
+
+
+@dataclass
+class Options:
+    """Options of interaction data (vaekit train --kind items --user-col U --item-col I ...)."""
+
+    user_col: str | None = field(default=None, metadata={"help": "items: the user column (default: user_id, userId, user)"})
+    item_col: str | None = field(default=None, metadata={"help": "items: the item column (default: item_id, itemId, item)"})
+    rating_col: str | None = field(default=None, metadata={"help": "items: a rating column; with --min-rating, "
+                                                                     "lower ratings are not positives"})
+    min_rating: float | None = field(default=None, metadata={"help": "items: the lowest rating that is a positive"})
+    min_items: int = field(default=5, metadata={"help": "items: users with fewer positives are dropped (default 5)"})
+    fold_in: float = field(default=0.8, metadata={"help": "items: share of a held-out user's items shown to the "
+                                                          "model (default 0.8; the rest are predicted)"})
+
+    def __post_init__(self):
+        if not 0 < self.fold_in < 1 or self.min_items < 2:
+            raise VaekitError("fold_in must be in (0, 1) and min_items >= 2")
+
+
+class ItemsKind(Kind):
+    name = "items"
+    Options = Options
+    defaults = {"model.hidden": [600], "model.latent_dim": 200, "model.activation": "tanh",
+                "model.likelihood": "multinomial", "data.test_fraction": 0.1, "data.val_fraction": 0.1,
+                "train.batch_size": 500, "train.lr": 1e-3, "train.lr_schedule": "constant", "train.warmup_steps": 0,
+                "train.epochs": 200, "train.beta": 0.2, "train.kl_warmup_epochs": 100}
+    final_outputs = ("ranking.png",)
+    keeps_best = True  # the epoch of the best validation NDCG@100
+
+    def detect(self, name: str) -> bool:
+        return name.lower().removesuffix(".gz").endswith(".inter")  # RecBole's interaction files
+
+    def load(self, cfg: DataConfig, schema: dict | None = None):
+        from .data import load
+
+        if cfg.binarize != "none" or cfg.exclude_classes:
+            raise VaekitError("--binarize and --exclude-classes apply to image data, not to item sets")
+        return load(cfg, self.options(cfg), schema)
+
+    def inputs(self, cfg: DataConfig, schema: dict, name: str | None):
+        return self.users(cfg, schema, name)[0], None
+
+    def input_ids(self, cfg: DataConfig, schema: dict, name: str | None) -> list[str]:
+        return self.users(cfg, schema, name)[1]
+
+    def users(self, cfg: DataConfig, schema: dict, name: str | None):
+        """(rows, user ids) of a file of interactions, or the run's test users' shown items."""
+        if name is None:
+            splits, _ = self.load(cfg, schema)
+            return splits.test_x, splits.extra["test_users"]
+        from .data import rows_of
+
+        return rows_of(name, schema, self.options(cfg), name)
+
+    def nets(self, model_cfg, schema: dict) -> Nets:
+        from .model import ItemsDecoder, ItemsEncoder, MultinomialLikelihood
+
+        if model_cfg.net != "mlp" or model_cfg.prior == "vamp" or model_cfg.num_classes:
+            raise VaekitError("item-set runs use the mlp network, prior normal, mog or hierarchical, and no classes")
+        num_items = len(schema["items"])
+        return Nets((num_items,),
+                    ItemsEncoder(num_items, 2 * model_cfg.latent_dim, model_cfg.hidden, model_cfg.activation),
+                    ItemsDecoder(model_cfg.latent_dim, num_items, model_cfg.hidden, model_cfg.activation),
+                    MultinomialLikelihood())
+
+    def epoch_metrics(self, vae, splits) -> dict:
+        from .ranking import vae_metrics
+
+        ndcg = vae_metrics(vae, splits.val_x, splits.extra["val_heldout"], ks=(100,))["ndcg@100"]
+        return {"val_ndcg@100": ndcg, "selection": -ndcg}
+
+    def save_final(self, run_dir, vae, splits, schema: dict, num_samples: int) -> None:
+        from .commands import save_final
+
+        save_final(run_dir)
+
+    def recommend(self, run, args) -> None:
+        from .commands import recommend
+
+        recommend(run, args)
+
+    def evaluate(self, run, args, x, y) -> dict:
+        from .commands import evaluate
+
+        return evaluate(run, args)
+
+    def report(self, run, splits) -> list[str]:
+        from .commands import report
+
+        return report(run, splits)
+
+    def not_applicable(self, what: str) -> VaekitError:
+        hint = "; an item-set run recommends: vaekit recommend RUN --items 'a,b' or --data users.csv"
+        return VaekitError(f"{what} does not apply to items runs{hint if what == 'sample' else ''}")

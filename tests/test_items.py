@@ -1,0 +1,173 @@
+"""The item-set kind: Mult-VAE on MovieLens-100K, the ranking figures, recommendations."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from vaekit.checkpoint import open_run, read_metrics
+from vaekit.cli import main
+from vaekit.config import DataConfig
+from vaekit.kinds.items import Options
+from vaekit.kinds.items.data import Bags, fold_in, load
+from vaekit.kinds.items.ranking import ease_weights, ranking_metrics
+from vaekit.kinds.items.sparse import SparseRows
+
+from conftest import SHARED_DATA
+
+ML = ["--kind", "items", "--user-col", "user_id", "--item-col", "item_id", "--rating-col", "rating", "--min-rating", "4"]
+
+
+def vaekit_cli(*args):
+    return subprocess.run([sys.executable, "-m", "vaekit", *map(str, args)], capture_output=True, text=True)
+
+
+def one_line_error(result, *needles):
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vaekit: error:"), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def movielens():
+    path = SHARED_DATA / "movielens-100k" / "ml-100k.inter"
+    if not path.is_file():
+        pytest.skip(f"MovieLens-100K not found under {SHARED_DATA} (set VAEKIT_DATA_DIR)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(movielens, tmp_path_factory):
+    out = tmp_path_factory.mktemp("items") / "run"
+    assert main(["train", "--data", str(movielens), *ML, "--epochs", "60", "--quiet", "--out", str(out)]) == 0
+    return out
+
+
+def test_sparse_rows_densify_exactly():
+    rows = [np.array([0, 3]), np.array([], dtype=np.int64), np.array([1, 2, 4])]
+    sparse = SparseRows.from_lists(rows, 5)
+    want = torch.tensor([[1, 0, 0, 1, 0], [0, 0, 0, 0, 0], [0, 1, 1, 0, 1]], dtype=torch.float32)
+    assert torch.equal(sparse.index_select(0, torch.tensor([0, 1, 2])), want)
+    assert torch.equal(sparse[1:3], want[1:3]) and torch.equal(sparse.index_select(0, torch.tensor([2, 0])), want[[2, 0]])
+    assert torch.equal(sparse.subset(torch.tensor([2])).dense(torch.tensor([0])), want[2:3])
+    assert sparse.shape == (3, 5) and len(sparse) == 3
+
+
+def test_ranking_metrics_follow_the_papers_definitions():
+    heldout = SparseRows.from_lists([np.array([0, 1]), np.array([2])], 4)
+    shown = SparseRows.from_lists([np.array([3]), np.array([0])], 4)
+    scores = torch.tensor([[4.0, 1.0, 3.0, 9.0], [1.0, 2.0, 3.0, 0.0]])  # user 0 ranks 0, 2, 1; user 1 ranks 2, 1, 3
+    m = ranking_metrics(lambda x: scores[: len(x)], shown, heldout, ks=(1, 2))
+    assert m["recall@1"] == pytest.approx((1 / 1 + 1 / 1) / 2)
+    assert m["recall@2"] == pytest.approx((1 / 2 + 1 / 1) / 2)
+    dcg0 = 1 / np.log2(2)  # user 0: hit at rank 1, miss at rank 2; ideal has 2 hits
+    assert m["ndcg@2"] == pytest.approx((dcg0 / (1 + 1 / np.log2(3)) + 1.0) / 2)
+
+
+def test_ease_closed_form_has_zero_diagonal_and_fits_the_gram():
+    rows = SparseRows.from_lists([np.array([0, 1]), np.array([1, 2]), np.array([0, 1, 2])], 3)
+    b = ease_weights(rows, 1.0).double()
+    assert torch.all(torch.diagonal(b) == 0)
+    x = rows.dense(torch.arange(3)).double()
+    g = x.T @ x
+    # The stationarity condition of min |X - XB|^2 + lam |B|^2 s.t. diag(B) = 0, off the diagonal.
+    residual = (g + torch.eye(3, dtype=torch.float64)) @ b - g
+    off = ~torch.eye(3, dtype=torch.bool)
+    assert residual[off].abs().max() < 1e-4
+
+
+def test_the_split_holds_out_whole_users(movielens):
+    options = Options(user_col="user_id", item_col="item_id", rating_col="rating", min_rating=4)
+    splits, schema = load(DataConfig(name=str(movielens), test_fraction=0.1, val_fraction=0.1), options)
+    counts = splits.train_x.counts()
+    assert counts.min() >= 5 and len(schema["items"]) > 1000
+    n_users = len(splits.train_x) + len(splits.val_x) + len(splits.test_x)
+    assert 900 < n_users <= 943 and 80 < len(splits.test_x) < 100
+    shown, hidden = splits.test_x, splits.extra["test_heldout"]
+    both = shown.dense(torch.arange(len(shown))) * hidden.dense(torch.arange(len(hidden)))
+    assert both.sum() == 0  # a held-out item is never among the shown ones
+    share = shown.counts().sum().item() / (shown.counts().sum() + hidden.counts().sum()).item()
+    assert 0.75 < share < 0.85
+    assert set(splits.extra["test_users"]).isdisjoint(splits.extra["val_users"])
+
+
+def test_fold_in_keeps_one_of_each():
+    bags = Bags(np.array(["a", "b", "c"], dtype=object), np.array([0, 1, 3, 13]), np.array([5, 1, 2, *range(10)]))
+    shown, hidden = fold_in(bags, 0.8, 0)
+    assert shown.users.tolist() == hidden.users.tolist() == ["b", "c"]
+    assert shown.counts().tolist() == [1, 8] and hidden.counts().tolist() == [1, 2]
+    for user in range(2):
+        both = np.concatenate([shown.items[shown.start[user] : shown.start[user + 1]],
+                               hidden.items[hidden.start[user] : hidden.start[user + 1]]])
+        assert sorted(both.tolist()) == sorted(bags.take(np.array([user + 1])).items.tolist())
+
+
+def test_training_picks_the_best_validation_epoch(run):
+    records = read_metrics(run)
+    ndcg = [r["val_ndcg@100"] for r in records]
+    assert max(ndcg) > ndcg[0] + 0.05
+    best = int(np.argmax(ndcg)) + 1
+    assert open_run(run).vae is not None
+    from safetensors import safe_open
+
+    with safe_open(run / "model.safetensors", "pt") as f:
+        assert int(f.metadata()["epoch"]) == best
+    assert (run / "ranking.png").is_file()
+
+
+def test_evaluate_beats_popularity_and_reports_ease(run, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json", "--iw-samples", "0", "--quiet"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    for key in ("recall@20", "recall@50", "ndcg@100"):
+        assert 0 < r[key] < 1 and 0 < r["popularity"][key] < 1 and 0 < r["ease"][key] < 1
+    assert r["ndcg@100"] > r["popularity"]["ndcg@100"] + 0.05
+    assert r["ease"]["lambda"] > 0 and r["num_test_users"] > 80
+
+
+def test_recommend_folds_in_new_users(run, movielens, tmp_path):
+    frame = pd.read_csv(movielens, sep="\t")
+    frame.columns = [c.split(":")[0] for c in frame.columns]
+    users = frame[frame["user_id"].isin([1, 2])].head(40)
+    users.to_csv(tmp_path / "users.csv", index=False)
+    out = tmp_path / "recs.csv"
+    assert main(["recommend", str(run), "--data", str(tmp_path / "users.csv"), "--top", "10", "--out", str(out)]) == 0
+    recs = pd.read_csv(out, dtype=str)
+    assert list(recs.columns) == ["user", "item", "rank", "score"]
+    assert sorted(recs["user"].unique()) == ["1", "2"] and (recs.groupby("user").size() == 10).all()
+    seen = set(zip(users["user_id"].astype(str), users["item_id"].astype(str)))
+    assert not any((u, i) in seen for u, i in zip(recs["user"], recs["item"]))  # seen items excluded
+    assert recs.groupby("user")["rank"].apply(lambda r: list(r.astype(int)) == list(range(1, 11))).all()
+    assert main(["recommend", str(run), "--items", "50,181,nonexistent", "--top", "5", "--out", str(out)]) == 0
+    assert len(pd.read_csv(out)) == 5
+    assert main(["recommend", str(run), "--similar", "50", "--top", "5", "--out", str(out)]) == 0
+    assert pd.read_csv(out, dtype=str)["similar"].ne("50").all()
+
+
+def test_user_embeddings_carry_ids(run, movielens, tmp_path):
+    out = tmp_path / "emb.csv"
+    assert main(["encode", str(run), "--out", str(out)]) == 0
+    emb = pd.read_csv(out, dtype={"id": str})
+    assert emb.columns[0] == "id" and emb.shape[1] == 1 + 200 and emb["id"].is_unique
+
+
+def test_bad_interactions_give_one_line(run, movielens, tmp_path):
+    one_line_error(vaekit_cli("train", "--data", movielens, "--kind", "items", "--user-col", "uid", "--out", tmp_path / "r"),
+                   "--user-col", "uid")
+    (tmp_path / "r.csv").write_text("u,i,r\n1,a,5\n1,b,bad\n")
+    one_line_error(vaekit_cli("train", "--data", tmp_path / "r.csv", "--kind", "items", "--user-col", "u", "--item-col",
+                              "i", "--rating-col", "r", "--out", tmp_path / "r"), "rating column 'r'", "bad")
+    (tmp_path / "few.csv").write_text("u,i\n1,a\n1,b\n2,a\n")
+    one_line_error(vaekit_cli("train", "--data", tmp_path / "few.csv", "--kind", "items", "--user-col", "u", "--item-col",
+                              "i", "--out", tmp_path / "r"), "no user has 5")
+    (tmp_path / "unknown.csv").write_text("user_id,item_id,rating\n7,zzz,5\n")
+    one_line_error(vaekit_cli("recommend", run, "--data", tmp_path / "unknown.csv", "--out", tmp_path / "x.csv"),
+                   "only items the run never saw")
+    one_line_error(vaekit_cli("sample", run), "recommend")
+    assert not (tmp_path / "x.csv").exists() and not (tmp_path / "r" / "model.safetensors").exists()
