@@ -27,9 +27,11 @@ import torch
 
 from .nets import ONEDNN_X86, set_onednn
 
-ROUNDS = 5  # alternations of the candidates
-STEPS_PER_ROUND = 4
-WARM_STEPS = 3
+ROUNDS = 5  # alternations of the candidates, at most
+STEPS_PER_ROUND = 4  # for steps under SLOW_STEP seconds; slower ones are timed one at a time
+SLOW_STEP = 0.05
+BUDGET_SECONDS = 2.0  # timed steps stop after the round that passes this
+CLEARLY_SLOWER = 1.5  # a candidate this many times the best so far is timed no more
 
 
 @dataclass
@@ -131,14 +133,23 @@ def time_steps(step, batches: list, precision: str, onednn: bool) -> float:
 
 def measure(make_step, batches: list, options: dict[str, tuple[str, bool]]) -> dict[str, float]:
     """Median milliseconds per step of each option, the options alternating round by round.
-    `make_step()` returns a fresh step function (its own model copy and optimizer)."""
+    `make_step()` returns a fresh step function (its own model copy and optimizer). One warm step
+    each, then rounds until BUDGET_SECONDS of timing is spent; an option CLEARLY_SLOWER than the
+    best is dropped after a round (a GRU's fp32 step took 4.6x its bf16 step: timing it further
+    taught nothing)."""
     steps = {name: make_step() for name in options}
-    for name, (precision, onednn) in options.items():
-        time_steps(steps[name], batches[:WARM_STEPS], precision, onednn)
+    warm = {name: time_steps(steps[name], batches[:1], *options[name]) for name in options}
+    per_round = batches[:STEPS_PER_ROUND] if max(warm.values()) < SLOW_STEP else batches[1:2]
     rounds = {name: [] for name in options}
+    live = list(options)
+    start = time.perf_counter()
     for _ in range(ROUNDS):
-        for name, (precision, onednn) in options.items():
-            rounds[name].append(time_steps(steps[name], batches, precision, onednn))
+        for name in live:
+            rounds[name].append(time_steps(steps[name], per_round, *options[name]))
+        best = min(statistics.median(rounds[n]) for n in live)
+        live = [n for n in live if statistics.median(rounds[n]) < CLEARLY_SLOWER * best]
+        if time.perf_counter() - start > BUDGET_SECONDS:
+            break
     return {name: 1000 * statistics.median(times) for name, times in rounds.items()}
 
 

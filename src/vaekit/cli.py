@@ -83,7 +83,7 @@ TRAIN_FLAGS = {
     "top_latent_dim": "model.top_latent_dim", "top_hidden": "model.top_hidden", "objective": "train.objective",
     "iw_samples": "train.iw_samples", "free_bits": "train.free_bits",
     "epochs": "train.epochs", "max_minutes": "train.max_minutes", "batch_size": "train.batch_size", "lr": "train.lr",
-    "lr_schedule": "train.lr_schedule", "warmup_steps": "train.warmup_steps", "beta": "train.beta", "kl_warmup": "train.kl_warmup_epochs",
+    "lr_schedule": "train.lr_schedule", "weight_decay": "train.weight_decay", "input_dropout": "model.input_dropout", "warmup_steps": "train.warmup_steps", "beta": "train.beta", "kl_warmup": "train.kl_warmup_epochs",
     "grad_clip": "train.grad_clip", "patience": "train.patience", "seed": "train.seed",
     "precision": "train.precision", "threads": "train.threads", "device": "train.device",
     "checkpoint_every": "train.checkpoint_every", "checkpoint_minutes": "train.checkpoint_minutes",
@@ -159,15 +159,23 @@ def cmd_recommend(args) -> None:
     run.kind.recommend(run, args)
 
 
+def cmd_optimize(args) -> None:
+    run = ckpt.open_run(args.run)
+    run.kind.optimize(run, args)
+
+
 def cmd_evaluate(args) -> None:
     run = ckpt.open_run(args.run)
     vae = run.vae
     x, y = run.inputs(args.data, args.data_dir)
     if not 0 <= args.iw_samples <= 5000:
         raise VaekitError(f"--iw-samples must be in [0, 5000], got {args.iw_samples}")
+    cap = args.max_examples if args.max_examples is not None else run.kind.evaluate_examples
+    if cap is not None:
+        x, y = x[:cap], None if y is None else y[:cap]
     result = evaluate(vae, x, iw_samples=args.iw_samples, precision=args.precision, seed=args.seed, y=vae.labels_for(y),
                       progress=not args.quiet)
-    result.update(run.kind.evaluate(run, args, x, y))
+    result.update(run.kind.evaluate(run, args, x, y, result))
     if args.json:
         print(json.dumps(result))
     else:
@@ -327,6 +335,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--lr-schedule", choices=["constant", "cosine"])
+    p.add_argument("--weight-decay", type=float, help="decoupled weight decay (AdamW; default 0, plain Adam)")
+    p.add_argument("--input-dropout", type=float, help="item sets: dropout on the encoder's input (default 0.5)")
     p.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up (at most a quarter of the run)")
     p.add_argument("--beta", type=float, help="KL weight (beta-VAE)")
     p.add_argument("--kl-warmup", type=float, help="epochs of linear KL warm-up")
@@ -406,6 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also the Fréchet distance of samples to the test data in a vaekit-trained classifier's features")
     p.add_argument("--synthetic", help="table runs: a synthetic table to score (default: a fresh sample as large "
                                        "as the training rows)")
+    p.add_argument("--max-examples", type=int, help="score at most this many inputs (default: all; sequences 2,000)")
+    p.add_argument("--reference", help="SMILES runs: a folder laid out like MOSES's data (test.csv.gz): adds the "
+                                       "MOSES metrics of a fresh sample")
+    p.add_argument("--num-samples", type=int, default=30_000, help="samples for the MOSES metrics (default 30,000)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar (it goes to stderr)")
 
@@ -447,6 +461,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items", help="one user's items, comma-separated ids")
     p.add_argument("--top", type=int, default=20, help="items per user (default 20)")
     p.add_argument("--similar", metavar="ITEM", help="instead: the items most similar to ITEM (decoder embeddings)")
+
+    p = command("optimize", cmd_optimize, "SMILES runs: search the latent space for molecules with a property",
+                data=True)
+    p.add_argument("--property", required=True, choices=["qed", "logp", "penalized_logp", "sa"])
+    p.add_argument("--budget", type=int, default=5000, help="decoder calls at most (default 5,000)")
+    p.add_argument("--top", type=int, default=10, help="molecules written (default 10)")
+    p.add_argument("--method", choices=["gradient", "es"], default="gradient",
+                   help="gradient ascent on the property predictor, or an evolution strategy it screens")
 
     p = command("doctor", cmd_doctor, "this machine, its libraries and speed choices", run=False, data=False)
     p.add_argument("--json", action="store_true", help="print one JSON object")

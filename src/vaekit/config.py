@@ -65,6 +65,7 @@ class ModelConfig:
     top_latent_dim: int = 50  # hierarchical: the second stochastic layer z2
     top_hidden: list[int] = field(default_factory=lambda: [50, 50])  # hierarchical: z1 <-> z2 layers
     num_classes: int = 0  # > 0: a conditional VAE on labels 0..num_classes-1
+    input_dropout: float = 0.5  # item sets: dropout on the input bag (Liang et al., 2018); sequences: word dropout
 
     def __post_init__(self):
         if not 1 <= self.latent_dim <= MAX_WIDTH:
@@ -81,6 +82,8 @@ class ModelConfig:
             raise VaekitError(f"prior_components must be in [1, 10000], got {self.prior_components}")
         if not 0 <= self.posterior_init_std <= 100:
             raise VaekitError(f"posterior_init_std must be in [0, 100], got {self.posterior_init_std}")
+        if not 0 <= self.input_dropout < 1:
+            raise VaekitError(f"input_dropout must be in [0, 1), got {self.input_dropout}")
         if self.sigma <= 0:
             raise VaekitError(f"sigma must be > 0, got {self.sigma}")
 
@@ -99,6 +102,7 @@ class TrainConfig:
     iw_samples: int = 5  # importance samples per example of the IWAE objective
     free_bits: float = 0.0  # nats per latent dimension below which KL is not penalised (Kingma et al., 2016)
     beta: float = 1.0  # weight of the KL term (beta-VAE)
+    weight_decay: float = 0.0  # decoupled weight decay (AdamW); 0: plain Adam
     kl_warmup_epochs: float = 0.0  # KL weight rises linearly from 0 to beta over these epochs
     grad_clip: float = 0.0  # max global gradient norm; 0 turns clipping off
     patience: int = 0  # early stopping after this many epochs without validation gain; 0 = off
@@ -125,6 +129,8 @@ class TrainConfig:
             raise VaekitError("epochs and batch_size must be >= 1")
         if self.lr is not None and self.lr <= 0:
             raise VaekitError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise VaekitError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.max_minutes < 0:
             raise VaekitError(f"max_minutes must be >= 0, got {self.max_minutes}")
         if self.warmup_steps < 0:

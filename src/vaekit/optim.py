@@ -12,12 +12,15 @@ import torch
 
 
 class Adam:
-    """Adam without weight decay or amsgrad; `param_groups[0]["lr"]` is read at every step."""
+    """Adam, or AdamW with `weight_decay` > 0 (decoupled decay, Loshchilov & Hutter, 2019), without
+    amsgrad; `param_groups[0]["lr"]` is read at every step."""
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
         self.params = [p for p in params if p.requires_grad]
         if not self.params:
             raise ValueError("Adam got no parameters to train")
+        self.weight_decay = weight_decay
         self.param_groups = [{"params": self.params, "lr": lr, "betas": betas, "eps": eps}]
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
@@ -38,10 +41,11 @@ class Adam:
             return
         group = self.param_groups[0]
         self.steps += 1
-        torch._fused_adam_(
+        kernel = torch._fused_adamw_ if self.weight_decay else torch._fused_adam_
+        kernel(
             [self.params[i] for i in live], [self.params[i].grad for i in live],
             [self.exp_avg[i] for i in live], [self.exp_avg_sq[i] for i in live], [], [self.steps] * len(live),
-            lr=float(group["lr"]), beta1=group["betas"][0], beta2=group["betas"][1], weight_decay=0.0,
+            lr=float(group["lr"]), beta1=group["betas"][0], beta2=group["betas"][1], weight_decay=self.weight_decay,
             eps=group["eps"], amsgrad=False, maximize=False, found_inf=found_inf)
         if found_inf is not None:
             self.steps -= found_inf

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from . import calibrate, distributed
 from . import checkpoint as ckpt
 from .config import Config
-from .data import Splits, batch_indices, binarize
+from .data import Splits, binarize
 from .errors import VaekitError
 from .kinds import Kind, kind_of
 from .metrics import autocast, evaluate_elbo
@@ -153,7 +153,7 @@ def speed_options(cfg: Config, kind: Kind, data: Splits, vae: VAE, objective, de
 
 def make_optimizer(vae: VAE, cfg) -> Adam:
     # The fused kernel updates all parameters in one pass: ~10% of an MLP epoch on CPU.
-    return Adam(vae.parameters(), lr=cfg.lr)
+    return Adam(vae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def epoch_steps(num_examples: int, tc) -> int:
@@ -161,11 +161,15 @@ def epoch_steps(num_examples: int, tc) -> int:
     return math.ceil(num_examples / tc.batch_size)
 
 
-def wants_compile(tc, device: torch.device, dist: distributed.Dist, total_steps: int) -> bool:
+def wants_compile(tc, device: torch.device, dist: distributed.Dist, total_steps: int, kind: Kind | None = None) -> bool:
     """--compile / --no-compile decide; unset, compile long single-process CPU runs, where it
-    pays back its compile time (on CUDA it stays opt-in: there it is measured per configuration)."""
+    pays back its compile time (on CUDA it stays opt-in: there it is measured per configuration).
+    Not kinds whose batches change shape (sequences: every batch its own length), nor runs that
+    a time budget ends (their length in steps is unknown)."""
     if tc.compile is not None:
         return tc.compile
+    if tc.max_minutes or (kind is not None and not kind.compiles):
+        return False
     return device.type == "cpu" and not dist.enabled and total_steps >= COMPILE_MIN_STEPS
 
 
@@ -270,7 +274,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
     model = Objective(vae, objective)
     if dist.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if wants_compile(tc, device, dist, tc.epochs * epoch_steps(len(data.train_x), tc)):
+    if wants_compile(tc, device, dist, tc.epochs * epoch_steps(len(data.train_x), tc), kind):
         if progress and dist.is_main:
             tqdm.write("vaekit: compiling the training step (torch.compile, 10-30 s; --no-compile skips it)", file=sys.stderr)
         model = compiled(model, device)
@@ -352,7 +356,7 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
             epoch_rng, sums = run.generator.get_state(), torch.zeros(4, dtype=torch.float64, device=device)
         now_rng = run.generator.get_state()
         run.generator.set_state(epoch_rng)
-        batches = batch_indices(n, tc.batch_size, run.generator, device)
+        batches = run.kind.batches(n, tc.batch_size, run.generator, device, run.data)
         if state.epoch_step:
             run.generator.set_state(now_rng)
         start = time.perf_counter()

@@ -46,6 +46,8 @@ class Kind:
     defaults: dict = {}
     final_outputs: tuple[str, ...] = ()  # files save_final writes into the run directory
     keeps_best = False  # keep the epoch whose epoch_metrics "selection" was lowest, not the last
+    evaluate_examples: int | None = None  # vaekit evaluate's default cap on inputs (None: all)
+    compiles = True  # may torch.compile the step by default (batches of one shape)
 
     def detect(self, name: str) -> bool:
         """Does `--data NAME` look like this kind's data (for --kind auto)?"""
@@ -75,6 +77,12 @@ class Kind:
     def input_ids(self, cfg: DataConfig, schema: dict, name: str | None) -> list | None:
         """Names of the inputs `inputs` returns (e.g. user ids), for the files commands write."""
         return None
+
+    def batches(self, n: int, batch_size: int, generator, device, data) -> list:
+        """One epoch's mini-batches as index tensors (default: a random permutation)."""
+        from ..data import batch_indices
+
+        return batch_indices(n, batch_size, generator, device)
 
     def epoch_metrics(self, vae, splits) -> dict:
         """Figures of the validation split after each epoch, for metrics.jsonl; a "selection" entry
@@ -106,8 +114,11 @@ class Kind:
     def recommend(self, run, args) -> None:
         raise self.not_applicable("recommend")
 
-    def evaluate(self, run, args, x, y) -> dict:
-        """Figures of this kind beyond the ELBO, NLL and latent diagnostics."""
+    def optimize(self, run, args) -> None:
+        raise self.not_applicable("optimize")
+
+    def evaluate(self, run, args, x, y, figures: dict) -> dict:
+        """Figures of this kind beyond `figures` (the ELBO, NLL and latent diagnostics of x)."""
         return {}
 
     def explain(self, run, x, y, normal_x, normal_y, args) -> dict[str, list]:
@@ -127,6 +138,8 @@ KINDS = {
     "image": "vaekit.kinds.image:ImageKind",
     "table": "vaekit.kinds.table:TableKind",
     "items": "vaekit.kinds.items:ItemsKind",
+    "smiles": "vaekit.kinds.sequence:SmilesKind",
+    "text": "vaekit.kinds.sequence:TextKind",
 }
 
 

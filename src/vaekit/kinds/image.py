@@ -398,7 +398,7 @@ class ImageKind(Kind):
         x = explore.manifold(run.vae, args.grid, args.span, tuple(args.dims), label=args.label or 0)
         save_images(run.out_path(args.out, "manifold.png"), x, nrow=args.grid)
 
-    def evaluate(self, run, args, x, y) -> dict:
+    def evaluate(self, run, args, x, y, figures: dict) -> dict:
         if not getattr(args, "quality", False):
             return {}
         from .. import quality

@@ -37,10 +37,10 @@ class Options:
 class ItemsKind(Kind):
     name = "items"
     Options = Options
-    defaults = {"model.hidden": [600], "model.latent_dim": 200, "model.activation": "tanh",
+    defaults = {"model.hidden": [600, 600], "model.latent_dim": 200, "model.activation": "tanh",
                 "model.likelihood": "multinomial", "data.test_fraction": 0.1, "data.val_fraction": 0.1,
                 "train.batch_size": 500, "train.lr": 1e-3, "train.lr_schedule": "constant", "train.warmup_steps": 0,
-                "train.epochs": 200, "train.beta": 0.2, "train.kl_warmup_epochs": 100}
+                "train.epochs": 300, "train.beta": 0.2, "train.kl_warmup_epochs": 150}
     final_outputs = ("ranking.png",)
     keeps_best = True  # the epoch of the best validation NDCG@100
 
@@ -76,8 +76,9 @@ class ItemsKind(Kind):
             raise VaekitError("item-set runs use the mlp network, prior normal, mog or hierarchical, and no classes")
         num_items = len(schema["items"])
         return Nets((num_items,),
-                    ItemsEncoder(num_items, 2 * model_cfg.latent_dim, model_cfg.hidden, model_cfg.activation),
-                    ItemsDecoder(model_cfg.latent_dim, num_items, model_cfg.hidden, model_cfg.activation),
+                    ItemsEncoder(num_items, 2 * model_cfg.latent_dim, model_cfg.hidden, model_cfg.activation,
+                                 model_cfg.input_dropout),
+                    ItemsDecoder(model_cfg.latent_dim, num_items, model_cfg.activation),
                     MultinomialLikelihood())
 
     def epoch_metrics(self, vae, splits) -> dict:
@@ -96,7 +97,7 @@ class ItemsKind(Kind):
 
         recommend(run, args)
 
-    def evaluate(self, run, args, x, y) -> dict:
+    def evaluate(self, run, args, x, y, figures: dict) -> dict:
         from .commands import evaluate
 
         return evaluate(run, args)

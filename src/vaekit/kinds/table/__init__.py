@@ -121,7 +121,7 @@ class TableKind(Kind):
 
         interpolate(run, args)
 
-    def evaluate(self, run, args, x, y) -> dict:
+    def evaluate(self, run, args, x, y, figures: dict) -> dict:
         from .commands import evaluate
 
         return evaluate(run, args)

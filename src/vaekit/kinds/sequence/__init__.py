@@ -1,0 +1,153 @@
+"""The sequence kinds: SMILES strings (molecules) and text (sentences), as token sequences with an
+autoregressive GRU decoder (model.py). `--kind smiles` reads a CSV column (or one SMILES a line);
+`--kind text` reads one example a line, or sentences split from running text.
+
+Model config: `hidden` is [encoder GRU units, decoder GRU units per layer, ...]: [256, 512, 512,
+512] is the MOSES VAE's shape (one 256-unit encoder layer, three 512-unit decoder layers). The
+classes here are light; the modules load when sequences are used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...config import DataConfig
+from ...errors import VaekitError
+from .. import Kind, Nets
+
+EMBED_DIM = {"smiles": 64, "text": 256}
+
+
+@dataclass
+class Options:
+    """Options of sequence data (vaekit train --kind smiles --column SMILES ...)."""
+
+    column: str | None = field(default=None, metadata={"help": "smiles: the CSV column (default: SMILES)"})
+    split: str = field(default="lines", metadata={"help": "text: lines (one example a line) or sentences"})
+    max_length: int | None = field(default=None, metadata={
+        "help": "smiles/text: longest sequence in tokens (default 100 / 50); longer ones are counted and left out"})
+    vocab_size: int = field(default=10_000, metadata={"help": "text: vocabulary cap (rarer words become <unk>)"})
+    strict: bool = field(default=False, metadata={"help": "smiles: refuse invalid training SMILES instead of "
+                                                          "leaving them out"})
+
+    def __post_init__(self):
+        if self.split not in ("lines", "sentences"):
+            raise VaekitError(f"--split must be lines or sentences, got {self.split!r}")
+
+
+class SequenceKind(Kind):
+    """What the SMILES and text kinds share; `name` says which."""
+
+    Options = Options
+    final_outputs = ("samples.csv",)
+    evaluate_examples = 2000  # an importance-weighted NLL decodes K sequences per input
+    compiles = False  # each batch has its own length
+
+    def options(self, cfg: DataConfig):
+        opts = super().options(cfg)
+        if opts.max_length is None:
+            opts.max_length = 100 if self.name == "smiles" else 50
+        return opts
+
+    def load(self, cfg: DataConfig, schema: dict | None = None):
+        from .data import load
+
+        if cfg.binarize != "none" or cfg.exclude_classes:
+            raise VaekitError("--binarize and --exclude-classes apply to image data, not to sequences")
+        return load(cfg, self.name, self.options(cfg), schema)
+
+    def inputs(self, cfg: DataConfig, schema: dict, name: str | None):
+        return self.examples(cfg, schema, name)[0], None
+
+    def input_ids(self, cfg: DataConfig, schema: dict, name: str | None):
+        return self.examples(cfg, schema, name)[1]
+
+    def examples(self, cfg, schema, name):
+        """(token rows, strings) of a file, or of the run's test split."""
+        from .tokens import decode
+
+        if name is None:
+            splits, _ = self.load(cfg, schema)
+            return splits.test_x, decode(splits.test_x, schema["vocab"], self.name)
+        from .data import rows_of
+
+        return rows_of(name, self.name, schema, self.options(cfg), name)
+
+    def nets(self, model_cfg, schema: dict) -> Nets:
+        from .model import AutoregressiveLikelihood, SeqDecoder, SeqEncoder
+
+        if model_cfg.net != "mlp" or model_cfg.prior == "vamp" or model_cfg.num_classes:
+            raise VaekitError("sequence runs take prior normal, mog or hierarchical, and no classes")
+        if len(model_cfg.hidden) < 2 or len(set(model_cfg.hidden[1:])) != 1:
+            raise VaekitError("sequence runs take --hidden ENC,DEC[,DEC...]: encoder GRU units, then equal "
+                              f"decoder GRU units per layer, got {model_cfg.hidden}")
+        vocab, emb = len(schema["vocab"]), EMBED_DIM[self.name]
+        enc, dec, layers = model_cfg.hidden[0], model_cfg.hidden[1], len(model_cfg.hidden) - 1
+        return Nets((schema["max_length"] + 1,),
+                    SeqEncoder(vocab, emb, enc, 2 * model_cfg.latent_dim),
+                    SeqDecoder(),
+                    AutoregressiveLikelihood(vocab, model_cfg.latent_dim, emb, dec, layers, model_cfg.input_dropout,
+                                             emits_unk=self.name == "text"))
+
+    def batches(self, n: int, batch_size: int, generator, device, data):
+        from .commands import length_buckets
+
+        return length_buckets(data.train_x, batch_size, generator, device)
+
+    def save_final(self, run_dir, vae, splits, schema: dict, num_samples: int) -> None:
+        from .commands import save_final
+
+        save_final(run_dir, vae, schema, self.name)
+
+    def sample(self, run, args) -> None:
+        from .commands import sample
+
+        sample(run, args)
+
+    def reconstruct(self, run, args) -> None:
+        from .commands import reconstruct
+
+        reconstruct(run, args)
+
+    def interpolate(self, run, args) -> None:
+        from .commands import interpolate
+
+        interpolate(run, args)
+
+    def evaluate(self, run, args, x, y, figures: dict) -> dict:
+        from .commands import evaluate, perplexity
+
+        out = evaluate(run, args, x)
+        return perplexity(figures | out) | out
+
+    def report(self, run, splits) -> list[str]:
+        from .commands import report
+
+        return report(run, splits)
+
+
+class SmilesKind(SequenceKind):
+    name = "smiles"
+    defaults = {"model.hidden": [256, 512], "model.latent_dim": 64, "model.input_dropout": 0.1,
+                "data.test_fraction": 0.01, "data.val_fraction": 0.005, "train.batch_size": 512, "train.lr": 2e-3,
+                "train.epochs": 20, "train.kl_warmup_epochs": 0.3, "train.free_bits": 0.1,
+                "train.warmup_steps": 200, "train.grad_clip": 5.0}
+
+    def detect(self, name: str) -> bool:
+        return name.lower().removesuffix(".gz").endswith(".smi")
+
+    def optimize(self, run, args) -> None:
+        from .optimize import optimize
+
+        optimize(run, args)
+
+
+class TextKind(SequenceKind):
+    name = "text"
+    defaults = {"model.hidden": [256, 512], "model.latent_dim": 32, "model.input_dropout": 0.3,
+                "data.test_fraction": 0.05, "data.val_fraction": 0.05, "train.batch_size": 128, "train.lr": 1e-3,
+                "train.epochs": 30, "train.kl_warmup_epochs": 10, "train.free_bits": 0.1,
+                "train.warmup_steps": 200, "train.grad_clip": 5.0}
+
+    def detect(self, name: str) -> bool:
+        return name.lower().removesuffix(".gz").endswith(".txt")

@@ -1,0 +1,210 @@
+"""The sequence kinds: SMILES (MOSES molecules) and text (Jane Austen), tokenizers, the
+autoregressive likelihood, and the commands."""
+
+import gzip
+import json
+import math
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from vaekit.checkpoint import open_run, read_metrics
+from vaekit.cli import main
+from vaekit.kinds.sequence import tokens as tok
+from vaekit.kinds.sequence.data import sentences
+from vaekit.kinds.sequence.model import AutoregressiveLikelihood
+
+from conftest import SHARED_DATA
+
+SMALL = ["--hidden", "64,128", "--latent-dim", "8", "--batch-size", "64", "--precision", "fp32", "--quiet"]
+
+
+def vaekit_cli(*args):
+    return subprocess.run([sys.executable, "-m", "vaekit", *map(str, args)], capture_output=True, text=True)
+
+
+def one_line_error(result, *needles):
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vaekit: error:"), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def molecules(tmp_path_factory):
+    path = SHARED_DATA / "moses" / "train.csv.gz"
+    if not path.is_file():
+        pytest.skip(f"MOSES not found under {SHARED_DATA} (set VAEKIT_DATA_DIR)")
+    with gzip.open(path, "rt") as f:
+        lines = [next(f) for _ in range(3001)]
+    out = tmp_path_factory.mktemp("mols") / "mols.csv"
+    out.write_text("".join(lines))
+    return out
+
+
+@pytest.fixture(scope="module")
+def smiles_run(molecules, tmp_path_factory):
+    out = tmp_path_factory.mktemp("smiles") / "run"
+    assert main(["train", "--data", str(molecules), "--kind", "smiles", *SMALL, "--epochs", "6", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory):
+    path = SHARED_DATA / "austen" / "persuasion.txt.gz"
+    if not path.is_file():
+        pytest.skip(f"Austen's novels not found under {SHARED_DATA} (set VAEKIT_DATA_DIR)")
+    return path
+
+
+def test_smiles_tokens_are_atoms():
+    assert tok.smiles_tokens("CC(Cl)c1cc[nH]c1Br") == ["C", "C", "(", "Cl", ")", "c", "1", "c", "c", "[nH]", "c", "1", "Br"]
+    assert tok.smiles_tokens("C%10CC%10") == ["C", "%10", "C", "C", "%10"]
+    assert tok.smiles_tokens("C€C") is None
+
+
+def test_rows_round_trip_with_eos_and_padding():
+    vocab = tok.fit_vocabulary([["C", "O"], ["C", "C", "N"]], None)
+    rows, unknown = tok.encode([["C", "O"], ["N", "X"]], vocab, max_length=4)
+    assert rows.shape == (2, 5) and rows[0, 2] == tok.EOS and rows[0, 3] == tok.PAD and unknown == [1]
+    assert tok.decode(rows, vocab, "smiles") == ["CO", "N<unk>"]
+    assert tok.lengths(rows).tolist() == [3, 3]
+
+
+def test_sentences_split_running_text():
+    text = "It was late. Mr. Elliot said \"Yes!\" Then she left.\n\nA new paragraph\nruns on.\n"
+    assert sentences(text) == ['It was late.', 'Mr. Elliot said "Yes!"', 'Then she left.', 'A new paragraph runs on.']
+
+
+def test_sequence_likelihood_is_a_normalised_autoregressive_model():
+    torch.manual_seed(0)
+    net = AutoregressiveLikelihood(vocab_size=6, z_dim=3, embed_dim=4, hidden=8, layers=2, word_dropout=0.0).eval()
+    z = torch.randn(2, 3)
+    # Every sequence of up to 2 tokens from {4, 5}, then <eos>; plus the mass of longer ones:
+    # the probabilities of all sequences ending within 3 steps plus those still running sum to 1.
+    seqs = [[tok.EOS]] + [[a, tok.EOS] for a in (4, 5)] + [[a, b, tok.EOS] for a in (4, 5) for b in (4, 5)]
+    total = torch.zeros(2)
+    for s in seqs:
+        x = torch.tensor([s + [tok.PAD] * (3 - len(s))])
+        total += net(z).log_prob(x.expand(2, -1)).exp()
+    assert torch.all(total < 1) and torch.all(total > 0)
+    x = torch.tensor([[4, 5, tok.EOS, tok.PAD]])
+    logp = net(z).log_prob(x)
+    manual = torch.zeros(2)
+    state, token = None, torch.full((2, 1), tok.BOS)
+    for t, target in enumerate([4, 5, tok.EOS]):
+        logits, state = net.run(z, token, state)
+        manual += torch.log_softmax(logits[:, -1], -1)[:, target]
+        token = torch.full((2, 1), target)
+    torch.testing.assert_close(logp, manual, atol=1e-5, rtol=1e-5)
+    # Importance weights over K samples flatten and restore the leading shape.
+    assert net(z.expand(5, 2, 3)).log_prob(x.expand(2, -1)).shape == (5, 2)
+
+
+def test_smiles_training_lowers_the_loss_and_samples_strings(smiles_run, tmp_path):
+    records = read_metrics(smiles_run)
+    assert records[-1]["val_neg_elbo"] < records[0]["val_neg_elbo"] - 5
+    schema = json.loads((smiles_run / "schema.json").read_text())
+    assert "Cl" in schema["vocab"] and schema["max_length"] == 100
+    out = tmp_path / "mols.csv"
+    assert main(["sample", str(smiles_run), "--num", "200", "--out", str(out)]) == 0
+    frame = pd.read_csv(out, keep_default_na=False)
+    assert list(frame.columns) == ["SMILES"] and len(frame) == 200
+    assert frame["SMILES"].str.len().between(1, 120).mean() > 0.9
+    assert set("".join(frame["SMILES"])) <= set("".join(schema["vocab"][4:]))
+
+
+def test_evaluate_reports_sequence_figures(smiles_run, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", str(smiles_run), "--json", "--iw-samples", "10", "--quiet"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["nll"] <= r["neg_elbo"] + 0.5 and r["kl"] > 0 and r["active_units"] >= 1
+    assert r["perplexity"] == pytest.approx(math.exp(r["nll"] / r["tokens_per_example"]))
+    assert 0 < r["reconstruction_token_accuracy"] <= 1 and 0 <= r["reconstruction_accuracy"] <= 1
+
+
+def test_reconstruct_interpolate_encode(smiles_run, tmp_path):
+    assert main(["reconstruct", str(smiles_run), "--num", "5", "--out", str(tmp_path / "r.csv")]) == 0
+    assert list(pd.read_csv(tmp_path / "r.csv").columns) == ["input", "reconstruction"]
+    assert main(["interpolate", str(smiles_run), "--pairs", "2", "--steps", "5", "--out", str(tmp_path / "i.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "i.csv")) == 10
+    assert main(["encode", str(smiles_run), "--out", str(tmp_path / "e.csv")]) == 0
+    emb = pd.read_csv(tmp_path / "e.csv")
+    assert emb.columns[0] == "id" and emb.shape[1] == 1 + 8
+
+
+def test_bad_sequences(molecules, smiles_run, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("SMILES\nCCO\nC1CC\nCCN\n" + "C" * 150 + "\n" + "".join(f"C{'C' * (i % 5)}O\n" for i in range(40)))
+    result = vaekit_cli("train", "--data", bad, "--kind", "smiles", *SMALL, "--epochs", "1", "--out", tmp_path / "r")
+    assert result.returncode == 0, result.stderr
+    if "rdkit" in sys.modules or _has_rdkit():
+        assert "1 invalid SMILES (first: line 3, 'C1CC')" in result.stderr
+    assert "1 examples longer than --max-length 100 tokens (first: line 5)" in result.stderr
+    if _has_rdkit():
+        one_line_error(vaekit_cli("train", "--data", bad, "--kind", "smiles", "--strict", "--out", tmp_path / "s"),
+                       "invalid SMILES", "--strict")
+    (tmp_path / "new.csv").write_text("SMILES\nCC[Se]C\n")
+    one_line_error(vaekit_cli("encode", smiles_run, "--data", tmp_path / "new.csv", "--out", tmp_path / "e.csv"),
+                   "[Se]", "never had")
+    (tmp_path / "latin.txt").write_bytes(b"une phrase\ncaf\xe9\n")
+    one_line_error(vaekit_cli("train", "--data", tmp_path / "latin.txt", "--kind", "text", "--out", tmp_path / "t"),
+                   "not UTF-8", "line 2")
+    assert not (tmp_path / "e.csv").exists() and not (tmp_path / "t" / "model.safetensors").exists()
+
+
+def _has_rdkit():
+    try:
+        import rdkit  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_text_sentences_train_and_generate(book, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(book), "--kind", "text", "--split", "sentences", "--max-train", "2000",
+                 *SMALL, "--epochs", "3", "--out", str(out)]) == 0
+    records = read_metrics(out)
+    assert records[-1]["val_neg_elbo"] < records[0]["val_neg_elbo"]
+    schema = json.loads((out / "schema.json").read_text())
+    assert schema["vocab"][:4] == tok.SPECIALS and "anne" in schema["vocab"]
+    assert main(["sample", str(out), "--num", "5", "--out", str(tmp_path / "s.csv")]) == 0
+    assert list(pd.read_csv(tmp_path / "s.csv").columns) == ["text"]
+    run = open_run(out)
+    assert run.kind.name == "text"
+
+
+def test_moses_metrics_on_real_molecules(molecules, tmp_path):
+    pytest.importorskip("rdkit")
+    from vaekit.kinds.sequence import chem
+
+    smiles = pd.read_csv(molecules)["SMILES"].tolist()[:300]
+    fps = chem.fingerprints(chem.molecules(smiles))
+    same = chem.tanimoto_max(fps[:50], fps)
+    assert torch.allclose(same, torch.ones(50))  # each molecule's nearest neighbour is itself
+    assert 0.7 < chem.internal_diversity(fps, 1) < 0.95  # MOSES reports ~0.86 for its sets
+    frags = chem.fragments(chem.molecules(smiles))
+    assert chem.cosine(frags, frags) == pytest.approx(1.0)
+    patterns = chem.alert_patterns(None)
+    passing = sum(chem.passes_filters(m, patterns) for m in chem.molecules(smiles)) / len(smiles)
+    assert passing > 0.9  # MOSES's training molecules were chosen to pass its filters
+    assert not chem.passes_filters(chem.molecules(["C[N+](C)(C)C"])[0], patterns)  # a charge
+    assert 0 < chem.property_of("qed")(chem.molecules(["CCO"])[0]) < 1
+
+
+def test_optimize_finds_novel_valid_molecules(smiles_run, tmp_path):
+    pytest.importorskip("rdkit")
+    out = tmp_path / "best.csv"
+    assert main(["optimize", str(smiles_run), "--property", "qed", "--budget", "300", "--out", str(out)]) == 0
+    best = pd.read_csv(out)
+    assert list(best.columns) == ["SMILES", "qed", "rank"]
+    if len(best):
+        from vaekit.kinds.sequence import chem
+
+        assert all(m is not None for m in chem.molecules(best["SMILES"].tolist()))
+        assert best["qed"].is_monotonic_decreasing
