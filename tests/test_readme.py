@@ -1,4 +1,6 @@
-"""Everything the README shows runs as written: its Python snippets and every shell command."""
+"""Everything the README shows runs as written: its Python snippets and every shell command, on
+small cuts of the files they name, with time and sample budgets cut so that the suite stays short
+(BUDGETS)."""
 
 import os
 import re
@@ -7,10 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gzip
+
 import pandas as pd
+
+from conftest import SHARED_DATA
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SET_UP = ("make ", "pip ", "python -m venv")  # the README's set-up lines; CI runs them itself
+BUDGETS = [(r"--max-minutes \d+", "--max-minutes 0.1"), (r"--num 30000", "--num 300"),
+           (r"--budget \d+", "--budget 200"), (r"--reference moses", "--reference moses --num-samples 300")]
 
 
 def python_block(after: str) -> str:
@@ -25,12 +33,26 @@ def test_image_quick_start_runs(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "runs" / "quickstart" / "model.safetensors").is_file()
 
 
+def head_gz(source: Path, target: Path, lines: int) -> None:
+    with gzip.open(source, "rt") as f, gzip.open(target, "wt") as out:
+        out.writelines(line for _, line in zip(range(lines), f))
+
+
 def readme_folder(adult, tmp_path) -> Path:
-    """A folder holding the files the README's commands name."""
+    """A folder holding the files the README's commands name (molecules, novels and ratings cut
+    short from the shared data)."""
     shutil.copy(adult / "train.csv", tmp_path / "adult.csv")
     shutil.copy(adult / "test.csv", tmp_path / "adult_test.csv")
     pd.read_csv(adult / "test.csv", dtype=str, keep_default_na=False).head(200).to_csv(tmp_path / "new_rows.csv",
                                                                                         index=False)
+    (tmp_path / "moses").mkdir()
+    head_gz(SHARED_DATA / "moses" / "train.csv.gz", tmp_path / "moses" / "train.csv.gz", 3001)
+    head_gz(SHARED_DATA / "moses" / "test.csv.gz", tmp_path / "moses" / "test.csv.gz", 501)
+    head_gz(SHARED_DATA / "austen" / "persuasion.txt.gz", tmp_path / "persuasion.txt.gz", 2000)
+    shutil.copy(SHARED_DATA / "movielens-100k" / "ml-100k.inter", tmp_path)
+    ratings = pd.read_csv(tmp_path / "ml-100k.inter", sep="\t")
+    ratings.columns = [c.split(":")[0] for c in ratings.columns]
+    ratings[ratings["user_id"] <= 3].to_csv(tmp_path / "new_users.csv", index=False)
     return tmp_path
 
 
@@ -46,8 +68,13 @@ def test_every_shell_command_runs(adult, tmp_path):
     lines = [line.strip() for block in re.findall(r"```bash\n(.*?)```", README.read_text(), re.S)
              for line in block.splitlines()]
     commands = [line for line in lines if line and not line.startswith(("#", *SET_UP))]
+    for pattern, cut in BUDGETS:
+        commands = [re.sub(pattern, cut, command) for command in commands]
     assert len(commands) >= 10
     for command in commands:
         done = subprocess.run(["bash", "-c", command], cwd=folder, env=env, capture_output=True, text=True)
         assert done.returncode == 0, f"{command}\n{done.stderr[-1000:]}"
     assert (folder / "synth.csv").is_file() and (folder / "runs" / "digits" / "report.html").is_file()
+    assert len(pd.read_csv(folder / "mols.csv")) == 300 and (folder / "best.csv").is_file()
+    recs = pd.read_csv(folder / "new_recs.csv")
+    assert list(recs.columns) == ["user", "item", "rank", "score"] and set(recs["user"]) == {1, 2, 3}
