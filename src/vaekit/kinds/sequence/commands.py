@@ -148,9 +148,9 @@ def evaluate(run, args, x: torch.Tensor) -> dict:
                          run.schema["vocab"], "smiles")
         frames = run.kind.load(run.data_config(args.data_dir), run.schema)[0]
         train = set(decode(frames.train_x, run.schema["vocab"], "smiles"))
-        from .chem import canonical, molecules
+        from .chem import canonical_set
 
-        train = {s for s in canonical(molecules(sorted(train))) if s}
+        train = canonical_set(sorted(train))
         out |= moses_metrics(samples, train, Path(reference), cache_path().parent)
         out["num_samples"] = len(samples)
     return out

@@ -18,7 +18,7 @@ from torch import nn
 from ... import checkpoint as ckpt
 from ...errors import VaekitError
 from ...explore import embed
-from .chem import canonical, molecules, property_of
+from .chem import canonical, canonical_set, molecules, property_of
 from .commands import greedy
 from .tokens import decode
 
@@ -109,7 +109,7 @@ def optimize(run, args) -> None:
     y = torch.tensor([sign * float(prop(mols[i])) for i in ok])
     mean, std = y.mean(), y.std().clamp(min=1e-8)
     net = fit_predictor(z, (y - mean) / std, args.seed)
-    known = set(s for s in canonical(molecules(decode(splits.train_x, run.schema["vocab"], "smiles"))) if s)
+    known = canonical_set(decode(splits.train_x, run.schema["vocab"], "smiles"))
     scorer = Scorer(run.vae, run.schema, prop, sign, known, args.budget)
     starts = z[y.argsort(descending=True)[:64]]
     torch.manual_seed(args.seed)
