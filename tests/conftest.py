@@ -1,5 +1,7 @@
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,16 @@ def adult(tmp_path_factory):
     for frame, name in ((train, "train.csv"), (test, "test.csv")):
         frame[frame["age"] != ""].to_csv(out / name, index=False)
     return out
+
+
+def vaekit_cli(*args):
+    """`python -m vaekit ARGS` in a subprocess (its exit code and one-line errors are the point)."""
+    return subprocess.run([sys.executable, "-m", "vaekit", *map(str, args)], capture_output=True, text=True)
+
+
+def one_line_error(result, *needles):
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vaekit: error:"), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]

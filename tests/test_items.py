@@ -1,7 +1,6 @@
 """The item-set kind: Mult-VAE on MovieLens-100K, the ranking figures, recommendations."""
 
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -17,21 +16,9 @@ from vaekit.kinds.items.data import Bags, fold_in, load
 from vaekit.kinds.items.ranking import ease_weights, ranking_metrics
 from vaekit.kinds.items.sparse import SparseRows
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, one_line_error, vaekit_cli
 
 ML = ["--kind", "items", "--user-col", "user_id", "--item-col", "item_id", "--rating-col", "rating", "--min-rating", "4"]
-
-
-def vaekit_cli(*args):
-    return subprocess.run([sys.executable, "-m", "vaekit", *map(str, args)], capture_output=True, text=True)
-
-
-def one_line_error(result, *needles):
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("vaekit: error:"), result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ autoregressive likelihood, and the commands."""
 import gzip
 import json
 import math
-import subprocess
 import sys
 
 import pandas as pd
@@ -17,21 +16,9 @@ from vaekit.kinds.sequence import tokens as tok
 from vaekit.kinds.sequence.data import sentences
 from vaekit.kinds.sequence.model import AutoregressiveLikelihood
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, one_line_error, vaekit_cli
 
 SMALL = ["--hidden", "64,128", "--latent-dim", "8", "--batch-size", "64", "--precision", "fp32", "--quiet"]
-
-
-def vaekit_cli(*args):
-    return subprocess.run([sys.executable, "-m", "vaekit", *map(str, args)], capture_output=True, text=True)
-
-
-def one_line_error(result, *needles):
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("vaekit: error:"), result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -18,19 +18,9 @@ from vaekit.kinds.table.model import Columns, Layout
 from vaekit.kinds.table.quality import table_quality
 from vaekit.kinds.table.read import read_table
 
+from conftest import one_line_error, vaekit_cli
+
 FAST = ["--epochs", "8", "--quiet"]
-
-
-def vaekit_cli(*args):
-    return subprocess.run([sys.executable, "-m", "vaekit", *map(str, args)], capture_output=True, text=True)
-
-
-def one_line_error(result, *needles):
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("vaekit: error:"), result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

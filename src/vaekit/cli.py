@@ -134,34 +134,18 @@ def new_config(args) -> Config:
     return cfg.override(flags | {f"data.options.{k}": v for k, v in options.items()})
 
 
-def cmd_sample(args) -> None:
-    run = ckpt.open_run(args.run)
-    run.kind.sample(run, args)
+def kind_command(name: str):
+    """A command that opens the run and hands it to its kind's method of the same name."""
+
+    def command(args) -> None:
+        run = ckpt.open_run(args.run)
+        getattr(run.kind, name)(run, args)
+
+    return command
 
 
-def cmd_reconstruct(args) -> None:
-    run = ckpt.open_run(args.run)
-    run.kind.reconstruct(run, args)
-
-
-def cmd_interpolate(args) -> None:
-    run = ckpt.open_run(args.run)
-    run.kind.interpolate(run, args)
-
-
-def cmd_manifold(args) -> None:
-    run = ckpt.open_run(args.run)
-    run.kind.manifold(run, args)
-
-
-def cmd_recommend(args) -> None:
-    run = ckpt.open_run(args.run)
-    run.kind.recommend(run, args)
-
-
-def cmd_optimize(args) -> None:
-    run = ckpt.open_run(args.run)
-    run.kind.optimize(run, args)
+cmd_sample, cmd_reconstruct, cmd_interpolate, cmd_manifold, cmd_recommend, cmd_optimize = map(
+    kind_command, ("sample", "reconstruct", "interpolate", "manifold", "recommend", "optimize"))
 
 
 def cmd_evaluate(args) -> None:
