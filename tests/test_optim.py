@@ -1,4 +1,4 @@
-"""vaekit's Adam against torch.optim.Adam's fused kernel, its skip flag, and its state."""
+"""vaekit's Adam (and AdamW) against torch.optim's fused kernels, its skip flag, and its state."""
 
 import pytest
 import torch
@@ -34,6 +34,20 @@ def test_matches_torch_fused_adam():
     for a, b in zip(ours.parameters(), theirs.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
     assert any((a - b).abs().sum() > 0 for a, b in zip(ours.parameters(), net_and_batches()[0].parameters()))
+
+
+def test_weight_decay_matches_torch_fused_adamw():
+    lrs = [1e-2, 5e-3, 2e-2, 1e-3, 1e-2, 3e-3]
+    ours, batches = net_and_batches()
+    theirs, _ = net_and_batches()
+    plain, _ = net_and_batches()
+    fit(ours, Adam(ours.parameters(), weight_decay=0.1), batches, lrs)
+    fit(theirs, torch.optim.AdamW(theirs.parameters(), weight_decay=0.1, fused=True), batches, lrs)
+    fit(plain, Adam(plain.parameters()), batches, lrs)
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+    # decoupled decay shrinks the weights relative to plain Adam
+    assert sum(a.norm() for a in ours.parameters()) < sum(b.norm() for b in plain.parameters())
 
 
 def test_found_inf_skips_the_whole_update():
