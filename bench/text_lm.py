@@ -2,7 +2,7 @@
 "Lagging Inference Networks": a VAE whose held-out NLL is no better than an LM's has learned
 nothing its decoder could not), on Jane Austen: five novels to train on, Persuasion held out.
 
-    python bench/text_lm.py --data-dir ../shared/data [--minutes 5]
+    python bench/text_lm.py --data-dir ../shared/data [--minutes 5] [-- extra vaekit train flags]
 
 1. The five novels' sentences in one file, Persuasion's in another (`--split sentences`).
 2. `vaekit train --kind text --max-minutes M` (the defaults), then `vaekit evaluate --data
@@ -80,6 +80,7 @@ def main() -> None:
     p.add_argument("--data-dir", default=os.environ.get("VAEKIT_DATA_DIR", "../shared/data"))
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--iw-samples", type=int, default=100, help="importance samples of the VAE's NLL")
+    p.add_argument("extra", nargs="*", help="more `vaekit train` flags (after --)")
     args = p.parse_args()
     root = Path(args.data_dir) / "austen"
     with tempfile.TemporaryDirectory(prefix="vaekit-text-") as tmp:
@@ -92,17 +93,19 @@ def main() -> None:
         held_txt.write_text("\n\n".join(held) + "\n")
         run = tmp / "run"
         vaekit("train", "--data", train_txt, "--kind", "text", "--split", "sentences", "--max-minutes", args.minutes,
-               "--quiet", "--out", run)
+               "--quiet", *args.extra, "--out", run)
         vae = json.loads(vaekit("evaluate", run, "--data", held_txt, "--iw-samples", args.iw_samples,
                                 "--json", "--quiet"))
         opened = open_run(run)
+        vae_steps = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
         held_out, _ = opened.kind.examples(opened.data_config(), opened.schema, str(held_txt))
         lm = train_lm(run, args.minutes, held_out[:2000])
     print(f"\nJane Austen, five novels' sentences to train on ({args.minutes:g} minutes each), 2,000 of Persuasion's "
           "to test, nats per sentence:\n")
     print("| model | held-out NLL | perplexity | KL | active units |")
     print("| --- | --- | --- | --- | --- |")
-    print(f"| sentence VAE (vaekit defaults, IW NLL, K={args.iw_samples}) | {vae['nll']:.2f} | {vae['perplexity']:.1f} | "
+    flags = " ".join(args.extra) or "defaults"
+    print(f"| sentence VAE (vaekit {flags}, {vae_steps} steps, IW NLL, K={args.iw_samples}) | {vae['nll']:.2f} | {vae['perplexity']:.1f} | "
           f"{vae['kl']:.2f} | {vae['active_units']} |")
     print(f"| GRU language model, the same decoder ({lm['steps']} steps) | {lm['nll']:.2f} | {lm['perplexity']:.1f} | | |")
 
