@@ -184,10 +184,12 @@ def test_moses_metrics_on_real_molecules(molecules, tmp_path):
     assert 0 < chem.property_of("qed")(chem.molecules(["CCO"])[0]) < 1
 
 
-def test_optimize_finds_novel_valid_molecules(smiles_run, tmp_path):
+@pytest.mark.parametrize("method", ["es", "gradient"])
+def test_optimize_finds_novel_valid_molecules(smiles_run, tmp_path, method):
     pytest.importorskip("rdkit")
     out = tmp_path / "best.csv"
-    assert main(["optimize", str(smiles_run), "--property", "qed", "--budget", "300", "--out", str(out)]) == 0
+    assert main(["optimize", str(smiles_run), "--property", "qed", "--budget", "300", "--method", method,
+                 "--out", str(out)]) == 0
     best = pd.read_csv(out)
     assert list(best.columns) == ["SMILES", "qed", "rank"]
     if len(best):

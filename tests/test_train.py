@@ -129,3 +129,12 @@ def test_samples_are_images_in_unit_range(tmp_path, digits):
     x = vae.sample(10, temperature=0.7)
     assert x.shape == (10, 1, 8, 8)
     assert x.min() >= 0 and x.max() <= 1 and x.std() > 0.01
+
+
+def test_kl_warmup_ends_by_half_a_time_budget():
+    from vaekit.schedules import kl_weight
+
+    assert kl_weight(99, 1.0, 1000) == pytest.approx(0.1)  # by steps: a tenth of the way
+    assert kl_weight(99, 1.0, 1000, progress=0.25) == pytest.approx(0.5)  # a quarter of the budget spent
+    assert kl_weight(99, 0.2, 1000, progress=0.6) == pytest.approx(0.2)  # past half: full weight
+    assert kl_weight(999, 1.0, 1000, progress=0.01) == pytest.approx(1.0)  # the steps end it first

@@ -18,8 +18,13 @@ def learning_rate(step: int, total_steps: int, base_lr: float, schedule: str = "
     return base_lr
 
 
-def kl_weight(step: int, beta: float, warmup_steps: int) -> float:
-    """KL warm-up (Bowman et al., 2016; Sonderby et al., 2016): 0 -> beta linearly."""
+def kl_weight(step: int, beta: float, warmup_steps: int, progress: float | None = None) -> float:
+    """KL warm-up (Bowman et al., 2016; Sonderby et al., 2016): 0 -> beta linearly over
+    `warmup_steps`, or, given `progress` (the share of a time budget spent), by half the budget if
+    that comes first: a short run must end on the ELBO it is judged by, not a down-weighted KL."""
     if warmup_steps <= 0:
         return beta
-    return beta * min(1.0, (step + 1) / warmup_steps)
+    share = (step + 1) / warmup_steps
+    if progress is not None:
+        share = max(share, 2 * progress)
+    return beta * min(1.0, share)

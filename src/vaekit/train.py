@@ -374,9 +374,9 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
                 x = binarize(x, run.generator)
             if cfg.model.net == "conv" and tc.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            lr = learning_rate(state.step, total_steps, tc.lr, tc.lr_schedule, warmup_steps,
-                               spent() / budget if budget else None) * state.lr_scale
-            bad, stats = train_step(run, x, y, lr, kl_weight(state.step, tc.beta, kl_warmup_steps), params)
+            progress = spent() / budget if budget else None
+            lr = learning_rate(state.step, total_steps, tc.lr, tc.lr_schedule, warmup_steps, progress) * state.lr_scale
+            bad, stats = train_step(run, x, y, lr, kl_weight(state.step, tc.beta, kl_warmup_steps, progress), params)
             sums += stats
             skipped += bad
             failing = (failing + 1) * bad
