@@ -197,3 +197,20 @@ def test_optimize_finds_novel_valid_molecules(smiles_run, tmp_path, method):
 
         assert all(m is not None for m in chem.molecules(best["SMILES"].tolist()))
         assert best["qed"].is_monotonic_decreasing
+
+
+def test_word_dropout_hides_the_decoder_inputs_only_while_training():
+    torch.manual_seed(0)
+    net = AutoregressiveLikelihood(vocab_size=8, z_dim=3, embed_dim=4, hidden=8, layers=1, word_dropout=1.0)
+    z = torch.randn(2, 3)
+    x = torch.tensor([[4, 5, 6, tok.EOS], [6, 4, 5, tok.EOS]])
+    hidden = torch.tensor([[tok.BOS, tok.UNK, tok.UNK, tok.UNK]] * 2)  # every earlier token replaced
+    with torch.no_grad():
+        expected = torch.log_softmax(net.run(z, hidden)[0], -1).gather(-1, x.unsqueeze(-1)).squeeze(-1).sum(1)
+        seen = torch.log_softmax(net.run(z, torch.cat([torch.full((2, 1), tok.BOS), x[:, :-1]], 1))[0], -1)
+        seen = seen.gather(-1, x.unsqueeze(-1)).squeeze(-1).sum(1)
+        net.train()
+        assert torch.allclose(net(z).log_prob(x), expected, atol=1e-5)
+        net.eval()
+        assert torch.allclose(net(z).log_prob(x), seen, atol=1e-5)
+        assert not torch.allclose(expected, seen, atol=1e-3)

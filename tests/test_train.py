@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -138,3 +140,12 @@ def test_kl_warmup_ends_by_half_a_time_budget():
     assert kl_weight(99, 1.0, 1000, progress=0.25) == pytest.approx(0.5)  # a quarter of the budget spent
     assert kl_weight(99, 0.2, 1000, progress=0.6) == pytest.approx(0.2)  # past half: full weight
     assert kl_weight(999, 1.0, 1000, progress=0.01) == pytest.approx(1.0)  # the steps end it first
+
+
+def test_rate_warmup_ends_by_a_tenth_of_a_time_budget():
+    from vaekit.schedules import learning_rate
+
+    assert learning_rate(9, 1000, 1.0, "cosine", 200) == pytest.approx(0.05)  # by steps
+    assert learning_rate(9, 1000, 1.0, "cosine", 200, progress=0.05) == pytest.approx(0.5)  # half of a tenth
+    after = learning_rate(9, 1000, 1.0, "cosine", 200, progress=0.2)  # past the tenth: the cosine
+    assert after == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.2)))

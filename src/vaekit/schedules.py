@@ -8,9 +8,14 @@ import math
 def learning_rate(step: int, total_steps: int, base_lr: float, schedule: str = "constant",
                   warmup_steps: int = 0, progress: float | None = None) -> float:
     """Linear warm-up over `warmup_steps`, then constant or cosine decay to 0 at `total_steps`, or,
-    given `progress` (the share of a time budget spent), at the end of the budget."""
+    given `progress` (the share of a time budget spent), at the end of the budget; then the
+    warm-up also ends by a tenth of the budget, as an epoch run's takes at most a quarter of it."""
     if warmup_steps and step < warmup_steps:
-        return base_lr * (step + 1) / warmup_steps
+        share = (step + 1) / warmup_steps
+        if progress is not None:
+            share = max(share, 10 * progress)
+        if share < 1:
+            return base_lr * share
     if schedule == "cosine":
         if progress is None:
             progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
