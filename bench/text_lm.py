@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from vaekit.checkpoint import open_run  # noqa: E402
+from vaekit.checkpoint import open_run, read_metrics  # noqa: E402
 from vaekit.kinds.sequence.commands import length_buckets  # noqa: E402
 from vaekit.kinds.sequence.data import sentences  # noqa: E402
 from vaekit.kinds.sequence.model import AutoregressiveLikelihood  # noqa: E402
@@ -97,7 +97,7 @@ def main() -> None:
         vae = json.loads(vaekit("evaluate", run, "--data", held_txt, "--iw-samples", args.iw_samples,
                                 "--json", "--quiet"))
         opened = open_run(run)
-        vae_steps = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+        vae_steps = read_metrics(run)[-1]["step"]
         held_out, _ = opened.kind.examples(opened.data_config(), opened.schema, str(held_txt))
         lm = train_lm(run, args.minutes, held_out[:2000])
     print(f"\nJane Austen, five novels' sentences to train on ({args.minutes:g} minutes each), 2,000 of Persuasion's "

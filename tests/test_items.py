@@ -1,7 +1,6 @@
 """The item-set kind: Mult-VAE on MovieLens-100K, the ranking figures, recommendations."""
 
 import json
-import sys
 
 import numpy as np
 import pandas as pd

@@ -5,15 +5,20 @@ from __future__ import annotations
 import math
 
 
+def warmup_share(step: int, warmup_steps: int, progress: float | None, by: float) -> float:
+    """How far a linear warm-up over `warmup_steps` has come; given `progress` (the share of a
+    time budget spent), it also ends once that share reaches `by`."""
+    share = (step + 1) / warmup_steps
+    return share if progress is None else max(share, progress / by)
+
+
 def learning_rate(step: int, total_steps: int, base_lr: float, schedule: str = "constant",
                   warmup_steps: int = 0, progress: float | None = None) -> float:
     """Linear warm-up over `warmup_steps`, then constant or cosine decay to 0 at `total_steps`, or,
     given `progress` (the share of a time budget spent), at the end of the budget; then the
     warm-up also ends by a tenth of the budget, as an epoch run's takes at most a quarter of it."""
     if warmup_steps and step < warmup_steps:
-        share = (step + 1) / warmup_steps
-        if progress is not None:
-            share = max(share, 10 * progress)
+        share = warmup_share(step, warmup_steps, progress, by=0.1)
         if share < 1:
             return base_lr * share
     if schedule == "cosine":
@@ -29,7 +34,4 @@ def kl_weight(step: int, beta: float, warmup_steps: int, progress: float | None 
     that comes first: a short run must end on the ELBO it is judged by, not a down-weighted KL."""
     if warmup_steps <= 0:
         return beta
-    share = (step + 1) / warmup_steps
-    if progress is not None:
-        share = max(share, 2 * progress)
-    return beta * min(1.0, share)
+    return beta * min(1.0, warmup_share(step, warmup_steps, progress, by=0.5))

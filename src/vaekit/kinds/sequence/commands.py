@@ -150,7 +150,7 @@ def evaluate(run, args, x: torch.Tensor) -> dict:
         train = set(decode(frames.train_x, run.schema["vocab"], "smiles"))
         from .chem import canonical_set
 
-        train = canonical_set(sorted(train))
+        train = canonical_set(train)
         out |= moses_metrics(samples, train, Path(reference), cache_path().parent)
         out["num_samples"] = len(samples)
     return out
