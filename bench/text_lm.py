@@ -9,7 +9,8 @@ nothing its decoder could not), on Jane Austen: five novels to train on, Persuas
    persuasion --iw-samples 100 --json`: importance-weighted NLL, KL, active units, perplexity on
    2,000 held-out sentences.
 3. The language model: the VAE's decoder (same vocabulary, embedding, GRU, output layer) with z
-   held at 0 and no encoder, trained for the same minutes with Adam on the same sentences; its
+   held at 0 and no encoder, trained for the same minutes on the same sentences with the VAE's
+   optimiser settings (Adam, rate, warm-up, cosine decay over the budget, gradient clipping); its
    NLL on the same held-out sentences is exact (no latent variable).
 """
 
@@ -34,6 +35,7 @@ from vaekit.kinds.sequence.commands import length_buckets  # noqa: E402
 from vaekit.kinds.sequence.data import sentences  # noqa: E402
 from vaekit.kinds.sequence.model import AutoregressiveLikelihood  # noqa: E402
 from vaekit.kinds.sequence.tokens import lengths, word_tokens  # noqa: E402
+from vaekit.schedules import learning_rate  # noqa: E402
 
 NOVELS = ["emma", "mansfieldpark", "northangerabbey", "prideprejudice", "sensesensibility"]
 
@@ -58,6 +60,10 @@ def train_lm(run_dir: Path, minutes: float, held_out: torch.Tensor) -> dict:
     start, steps = time.perf_counter(), 0
     while time.perf_counter() - start < 60 * minutes:
         for idx in length_buckets(splits.train_x, cfg.train.batch_size, g, "cpu"):
+            progress = (time.perf_counter() - start) / (60 * minutes)
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(steps, 0, cfg.train.lr, cfg.train.lr_schedule, cfg.train.warmup_steps,
+                                            progress)
             x = splits.train_x[idx]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"):
                 loss = -lm(torch.zeros(len(x), cfg.model.latent_dim)).log_prob(x).mean()
@@ -80,8 +86,12 @@ def main() -> None:
     p.add_argument("--data-dir", default=os.environ.get("VAEKIT_DATA_DIR", "../shared/data"))
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--iw-samples", type=int, default=100, help="importance samples of the VAE's NLL")
+    p.add_argument("--threads", type=int, default=0, help="threads for both models (0: torch's default)")
     p.add_argument("extra", nargs="*", help="more `vaekit train` flags (after --)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
     root = Path(args.data_dir) / "austen"
     with tempfile.TemporaryDirectory(prefix="vaekit-text-") as tmp:
         tmp = Path(tmp)

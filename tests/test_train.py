@@ -39,15 +39,15 @@ def test_saved_run_reloads_to_identical_outputs(tmp_path, digits):
     assert torch.equal(vae.sample(8, generator=g1), loaded.sample(8, generator=g2))
 
 
-@pytest.mark.parametrize("binarize", ["none", "dynamic"])
-def test_resume_equals_uninterrupted(tmp_path, digits, binarize):
+@pytest.mark.parametrize("binarize,ema", [("none", 0.0), ("dynamic", 0.0), ("none", 0.9)])
+def test_resume_equals_uninterrupted(tmp_path, digits, binarize, ema):
     # A constant rate: the run is extended from 2 to 4 epochs, and a cosine schedule depends on the length.
-    full = small_config(epochs=4, kl_warmup_epochs=2, grad_clip=5.0, lr_schedule="constant", warmup_steps=0)
+    full = small_config(epochs=4, kl_warmup_epochs=2, grad_clip=5.0, lr_schedule="constant", warmup_steps=0, ema=ema)
     full.data.binarize = binarize
     data = load_data(full.data)
     train(full, tmp_path / "full", data=data, progress=False)
 
-    short = small_config(epochs=2, kl_warmup_epochs=2, grad_clip=5.0, lr_schedule="constant", warmup_steps=0)
+    short = small_config(epochs=2, kl_warmup_epochs=2, grad_clip=5.0, lr_schedule="constant", warmup_steps=0, ema=ema)
     short.data.binarize = binarize
     train(short, tmp_path / "part", data=data, progress=False)
     short.train.epochs = 4
@@ -59,6 +59,20 @@ def test_resume_equals_uninterrupted(tmp_path, digits, binarize):
         assert torch.equal(a[k], b[k]), k
     losses = lambda run: [r["train_loss"] for r in read_metrics(tmp_path / run)]
     assert losses("full") == losses("part")
+
+
+def test_the_weight_average_is_the_model_validated_and_kept(tmp_path, digits):
+    vae = train(small_config(epochs=3, ema=0.9), tmp_path / "run", data=digits, progress=False)
+    checkpoint = load_file(tmp_path / "run" / "checkpoint.safetensors")
+    kept = load_file(tmp_path / "run" / "model.safetensors")
+    names = [name for name, _ in vae.named_parameters()]
+    for i, name in enumerate(names):
+        assert torch.equal(kept[name], checkpoint[f"extra.weight_average.{i}"]), name
+        assert torch.equal(vae.state_dict()[name], kept[name]), name
+    # the trained weights, which resume needs, are not the average
+    assert any(not torch.equal(kept[n], checkpoint[f"model.{n}"]) for n in names)
+    assert read_metrics(tmp_path / "run")[-1]["val_neg_elbo"] == pytest.approx(
+        evaluate_elbo(vaekit.load(tmp_path / "run"), digits.val_x)["neg_elbo"], rel=1e-5)
 
 
 @needs_compiler

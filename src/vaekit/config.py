@@ -105,6 +105,9 @@ class TrainConfig:
     weight_decay: float = 0.0  # decoupled weight decay (AdamW); 0: plain Adam
     kl_warmup_epochs: float = 0.0  # KL weight rises linearly from 0 to beta over these epochs
     grad_clip: float = 0.0  # max global gradient norm; 0 turns clipping off
+    # > 0: validate, keep and save an exponential moving average of the weights (Polyak averaging),
+    # updated every step with this decay
+    ema: float = 0.0
     patience: int = 0  # early stopping after this many epochs without validation gain; 0 = off
     seed: int = 0
     precision: str = "auto"  # auto (measured: bf16 or fp32 on a CPU; fp32 on CUDA) | fp32 | bf16 | fp16 (CUDA)
@@ -139,6 +142,8 @@ class TrainConfig:
             raise VaekitError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not 1 <= self.iw_samples <= 5000 or self.free_bits < 0:
             raise VaekitError("iw_samples must be in [1, 5000] and free_bits >= 0")
+        if not 0 <= self.ema < 1:
+            raise VaekitError(f"ema must be in [0, 1), got {self.ema}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise VaekitError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
 

@@ -35,7 +35,7 @@ from .kinds import Kind, kind_of
 from .metrics import autocast, evaluate_elbo
 from .nets import set_onednn
 from .objectives import OBJECTIVES
-from .optim import Adam
+from .optim import Adam, WeightAverage, averaged
 from .plotting import pyplot, save_curves
 from .schedules import kl_weight, learning_rate
 from .vae import VAE, pick
@@ -97,6 +97,7 @@ class Run:
     scaler: torch.amp.GradScaler | None = None  # fp16 only
     saved_at: float = float("-inf")  # time.monotonic() of the last epoch-end checkpoint
     best: tuple[int, dict] | None = None  # (epoch, weights) of the best epoch not yet on disk
+    average: WeightAverage | None = None  # --ema: the weights validated, kept and saved
 
 
 def resolve_device(name: str) -> torch.device:
@@ -282,11 +283,14 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
     fixed_z = torch.randn(tc.num_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(tc.seed))
     run = Run(cfg, run_dir, kind, schema, vae, model, make_optimizer(vae, tc), torch.Generator(device).manual_seed(tc.seed),
               data, device, precision, dist, fixed_z.to(device),
-              torch.amp.GradScaler("cuda", init_scale=2.0**10) if precision == "fp16" else None)
+              torch.amp.GradScaler("cuda", init_scale=2.0**10) if precision == "fp16" else None,
+              average=WeightAverage(vae, tc.ema) if tc.ema else None)
 
     with ckpt.lock_run(run_dir, create=not resume, active=dist.is_main):
         if resume:
             state, extra = ckpt.load_checkpoint(run_dir, vae, run.optimizer, run.generator)
+            if run.average:
+                run.average.load(extra)
             if dist.rank:
                 torch.manual_seed(tc.seed + dist.rank + 7919 * state.step)
             records = [r for r in ckpt.read_metrics(run_dir) if r["epoch"] <= state.epoch]
@@ -322,6 +326,8 @@ def fit(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict], prog
                                       f"{MAX_ROLLBACKS} rollbacks (lr x{scale * 2:g}); lower --lr or check the data") from None
                 distributed.barrier(run.dist)
                 state, extra = ckpt.load_checkpoint(run.run_dir, run.vae, run.optimizer, run.generator)
+                if run.average:
+                    run.average.load(extra)
                 run.best = None  # a best epoch after the checkpoint is being undone
                 state.rollbacks, state.skipped_steps, state.lr_scale = rollbacks, skipped, scale
                 records[:] = [r for r in records if r["epoch"] <= state.epoch]
@@ -377,6 +383,8 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
             progress = spent() / budget if budget else None
             lr = learning_rate(state.step, total_steps, tc.lr, tc.lr_schedule, warmup_steps, progress) * state.lr_scale
             bad, stats = train_step(run, x, y, lr, kl_weight(state.step, tc.beta, kl_warmup_steps, progress), params)
+            if run.average:
+                run.average.update()
             sums += stats
             skipped += bad
             failing = (failing + 1) * bad
@@ -461,17 +469,18 @@ def end_epoch(run: Run, state: ckpt.TrainState, records: list[dict], sums: torch
     count = max(sums[3].item(), 1.0)
     train_loss, train_recon, train_kl = (sums[:3] / count).tolist()
     val_y = run.data.val_y if run.vae.conditional else None
-    val = evaluate_elbo(run.vae, run.data.val_x, precision=run.precision, y=val_y) if len(run.data.val_x) else None
-    val_loss = val["neg_elbo"] if val else train_loss
-    kind_metrics = run.kind.epoch_metrics(run.vae, run.data) if len(run.data.val_x) else {}
-    selection = kind_metrics.pop("selection", val_loss)  # lower is better
-    state.epoch, state.epoch_step = state.epoch + 1, 0
-    if state.best_val is None or selection < state.best_val:
-        state.best_val, state.best_epoch = selection, state.epoch
-        if (tc.patience or run.kind.keeps_best) and run.dist.is_main:
-            run.best = (state.epoch, {k: v.detach().clone() for k, v in run.vae.state_dict().items()})
-    elif tc.patience and state.epoch - state.best_epoch >= tc.patience:
-        state.stopped_early = True
+    with averaged(run.average):  # the model validated, kept and saved is the averaged one
+        val = evaluate_elbo(run.vae, run.data.val_x, precision=run.precision, y=val_y) if len(run.data.val_x) else None
+        val_loss = val["neg_elbo"] if val else train_loss
+        kind_metrics = run.kind.epoch_metrics(run.vae, run.data) if len(run.data.val_x) else {}
+        selection = kind_metrics.pop("selection", val_loss)  # lower is better
+        state.epoch, state.epoch_step = state.epoch + 1, 0
+        if state.best_val is None or selection < state.best_val:
+            state.best_val, state.best_epoch = selection, state.epoch
+            if (tc.patience or run.kind.keeps_best) and run.dist.is_main:
+                run.best = (state.epoch, {k: v.detach().clone() for k, v in run.vae.state_dict().items()})
+        elif tc.patience and state.epoch - state.best_epoch >= tc.patience:
+            state.stopped_early = True
     records.append({
         "epoch": state.epoch, "step": state.step, "train_loss": train_loss, "train_recon": train_recon,
         "train_kl": train_kl, "val_neg_elbo": val_loss, "val_recon": val["recon"] if val else None,
@@ -486,10 +495,11 @@ def end_epoch(run: Run, state: ckpt.TrainState, records: list[dict], sums: torch
     final = final or state.epoch >= tc.epochs or state.stopped_early or state.time_up
     if final or time.monotonic() - run.saved_at >= EPOCH_CHECKPOINT_SECONDS:
         save_progress(run, state)
-        ckpt.save_model(run.run_dir, run.vae, state.epoch)
+        with averaged(run.average):
+            ckpt.save_model(run.run_dir, run.vae, state.epoch)
         run.saved_at = time.monotonic()
     run.vae.eval()
-    with torch.no_grad():
+    with torch.no_grad(), averaged(run.average):
         run.kind.save_epoch(run.run_dir, run.vae, run.fixed_z, state.epoch)
     run.vae.train()
 
@@ -500,6 +510,8 @@ def save_progress(run: Run, state: ckpt.TrainState, extra: dict | None = None) -
     if run.best is not None:
         ckpt.save_weights(run.run_dir / "best.safetensors", run.best[1], run.vae.x_shape, run.best[0])
         run.best = None
+    if run.average:
+        extra = (extra or {}) | run.average.tensors()
     ckpt.save_checkpoint(run.run_dir, run.vae, run.optimizer, run.generator, state, extra)
 
 
@@ -507,6 +519,8 @@ def finish(run: Run, state: ckpt.TrainState, records: list[dict]) -> None:
     """Keep the best epoch's weights after early stopping (or always, where the kind selects
     epochs by its own metric); draw the final pictures."""
     best = run.run_dir / "best.safetensors"
+    if run.average:  # the model kept is the averaged one
+        run.average.copy_into_model()
     if (state.stopped_early or run.kind.keeps_best) and best.exists():
         ckpt.load_weights(run.vae, ckpt.read_safetensors(best)[0], best)
         if run.dist.is_main:
