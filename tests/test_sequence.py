@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from vaekit.checkpoint import open_run, read_metrics
+from vaekit.config import DataConfig
 from vaekit.cli import main
 from vaekit.kinds.sequence import tokens as tok
 from vaekit.kinds.sequence.data import sentences
@@ -217,3 +218,14 @@ def test_word_dropout_hides_the_decoder_inputs_only_while_training():
         net.eval()
         assert torch.allclose(net(z).log_prob(x), seen, atol=1e-5)
         assert not torch.allclose(expected, seen, atol=1e-3)
+
+
+def test_evaluate_scores_sequences_in_order_of_length():
+    from vaekit.kinds import kind_of
+
+    vocab = tok.fit_vocabulary([["a", "b", "c"]], None)
+    rows, _ = tok.encode([["a", "b", "c"], ["a"], ["b", "c"], ["c"]], vocab, max_length=5)
+    order = kind_of(DataConfig(name="x.txt", kind="text")).evaluation_order(rows)
+    assert sorted(order.tolist()) == [0, 1, 2, 3]
+    assert tok.lengths(rows[order]).tolist() == [2, 2, 3, 4]
+    assert order[:2].tolist() == [1, 3]  # ties keep their order

@@ -157,6 +157,9 @@ def cmd_evaluate(args) -> None:
     cap = args.max_examples if args.max_examples is not None else run.kind.evaluate_examples
     if cap is not None:
         x, y = x[:cap], None if y is None else y[:cap]
+    order = run.kind.evaluation_order(x)
+    if order is not None:
+        x, y = x[order], None if y is None else y[order]
     result = evaluate(vae, x, iw_samples=args.iw_samples, precision=args.precision, seed=args.seed, y=vae.labels_for(y),
                       progress=not args.quiet)
     result.update(run.kind.evaluate(run, args, x, y, result))

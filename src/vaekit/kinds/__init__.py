@@ -117,6 +117,11 @@ class Kind:
     def optimize(self, run, args) -> None:
         raise self.not_applicable("optimize")
 
+    def evaluation_order(self, x: torch.Tensor) -> torch.Tensor | None:
+        """An order of the inputs that makes `vaekit evaluate`'s batches cheaper (its figures are
+        means, so the order changes nothing else); None keeps theirs."""
+        return None
+
     def evaluate(self, run, args, x, y, figures: dict) -> dict:
         """Figures of this kind beyond `figures` (the ELBO, NLL and latent diagnostics of x)."""
         return {}

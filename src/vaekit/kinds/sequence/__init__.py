@@ -114,6 +114,15 @@ class SequenceKind(Kind):
 
         interpolate(run, args)
 
+    def evaluation_order(self, x):
+        # Batches of similar length: the decoder runs to the longest row of each batch, and the
+        # importance-weighted NLL decodes every row K times.
+        import torch
+
+        from .tokens import lengths
+
+        return torch.argsort(lengths(x), stable=True)
+
     def evaluate(self, run, args, x, y, figures: dict) -> dict:
         from .commands import evaluate, perplexity
 
