@@ -19,6 +19,7 @@ the rate at lr_start (3e-4), as here.
 
 import argparse
 import gzip
+import itertools
 import json
 import os
 import random
@@ -63,7 +64,7 @@ def main() -> None:
     wanted = None if args.minutes else config.n_batch * (args.steps + 1)
     with gzip.open(args.data, "rt") as f:
         next(f)
-        smiles = [line.split(",")[0].strip() for _, line in zip(range(wanted or 10**9), f)]
+        smiles = [line.split(",")[0].strip() for line in itertools.islice(f, wanted)]
     if args.minutes:
         random.Random(0).shuffle(smiles)
     trainer = VAETrainer(config)
@@ -111,7 +112,8 @@ def step(model, optimizer, trainer, config, batch) -> tuple[float, float]:
 def train_and_sample(model, optimizer, trainer, config, collate, smiles, args) -> None:
     start, steps, seen = time.perf_counter(), 0, 0
     while time.perf_counter() - start < 60 * args.minutes:
-        batch = smiles[seen % len(smiles):][:config.n_batch]
+        at = seen % len(smiles)
+        batch = smiles[at:at + config.n_batch]
         kl, recon = step(model, optimizer, trainer, config, collate(batch))
         steps, seen = steps + 1, seen + len(batch)
         if steps % 50 == 0:

@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from vaekit.checkpoint import read_metrics  # noqa: E402
 
 METRICS = ["valid", "unique@1000", "unique@10000", "novelty", "FCD/Test", "SNN/Test", "Frag/Test", "Scaf/Test",
            "IntDiv", "IntDiv2", "Filters"]
@@ -33,7 +34,8 @@ PUBLISHED = {"valid": 0.977, "unique@1000": 1.0, "unique@10000": 0.998, "novelty
              "Filters": 0.997}
 
 
-def run(*args, env=None) -> str:
+def run(*args, threads: int) -> str:
+    env = os.environ | {"OMP_NUM_THREADS": str(threads)}
     done = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env)
     if done.returncode:
         sys.exit(f"{' '.join(map(str, args[:4]))} ... failed:\n{done.stderr[-2000:]}")
@@ -43,12 +45,10 @@ def run(*args, env=None) -> str:
 def vaekit_metrics(data: Path, out: Path, args) -> dict:
     vaekit = [sys.executable, "-m", "vaekit"]
     run(*vaekit, "train", "--data", data / "train.csv.gz", "--kind", "smiles", "--max-minutes", args.minutes,
-        "--threads", args.threads, "--quiet", *args.extra, "--out", out)
-    env = os.environ | {"OMP_NUM_THREADS": str(args.threads)}
+        "--threads", args.threads, "--quiet", *args.extra, "--out", out, threads=args.threads)
     result = json.loads(run(*vaekit, "evaluate", out, "--reference", data, "--num-samples", args.num_samples,
-                            "--json", "--quiet", env=env))
-    steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]["step"]
-    return result | {"steps": steps}
+                            "--json", "--quiet", threads=args.threads))
+    return result | {"steps": read_metrics(out)[-1]["step"]}
 
 
 def moses_metrics_of(data: Path, tmp: Path, args) -> dict:
@@ -59,10 +59,9 @@ def moses_metrics_of(data: Path, tmp: Path, args) -> dict:
     from vaekit.kinds.sequence.chem import canonical_set, moses_metrics
 
     samples = tmp / "moses_samples.csv"
-    env = os.environ | {"OMP_NUM_THREADS": str(args.threads)}
     trained = json.loads(run(args.moses_python, Path(__file__).with_name("moses_baseline.py"), "--data",
                              data / "train.csv.gz", "--threads", args.threads, "--minutes", args.minutes, "--samples",
-                             args.num_samples, "--out", samples, env=env).splitlines()[-1])
+                             args.num_samples, "--out", samples, threads=args.threads).splitlines()[-1])
     torch.set_num_threads(args.threads)
     smiles = pd.read_csv(samples, keep_default_na=False)["SMILES"].astype(str).tolist()
     train = canonical_set(pd.read_csv(data / "train.csv.gz")["SMILES"].astype(str))

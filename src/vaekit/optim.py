@@ -83,31 +83,28 @@ class WeightAverage:
 
     def __init__(self, module: torch.nn.Module, decay: float):
         self.decay = decay
-        self.params = list(module.parameters())
-        self.average = [p.detach().clone() for p in self.params]
+        # Detached views share the parameters' storage, which loading a checkpoint fills in place.
+        self.params = [p.detach() for p in module.parameters()]
+        self.average = [p.clone() for p in self.params]
 
-    @torch.no_grad()
     def update(self) -> None:
-        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], 1.0 - self.decay)
+        torch._foreach_lerp_(self.average, self.params, 1.0 - self.decay)
 
     @contextmanager
     def swapped(self):
-        trained = [p.detach().clone() for p in self.params]
+        trained = [p.clone() for p in self.params]
         self.copy_into_model()
         try:
             yield
         finally:
-            with torch.no_grad():
-                torch._foreach_copy_(self.params, trained)
+            torch._foreach_copy_(self.params, trained)
 
-    @torch.no_grad()
     def copy_into_model(self) -> None:
         torch._foreach_copy_(self.params, self.average)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {f"weight_average.{i}": t for i, t in enumerate(self.average)}
 
-    @torch.no_grad()
     def load(self, extra: dict[str, torch.Tensor]) -> None:
         """From a checkpoint's extras; one saved without an average starts it from the weights."""
         for i, (a, p) in enumerate(zip(self.average, self.params)):

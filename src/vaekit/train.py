@@ -493,13 +493,14 @@ def end_epoch(run: Run, state: ckpt.TrainState, records: list[dict], sums: torch
     # Metrics first, then the checkpoint: a crash in between only repeats epochs on resume.
     ckpt.write_metrics(run.run_dir, records)
     final = final or state.epoch >= tc.epochs or state.stopped_early or state.time_up
-    if final or time.monotonic() - run.saved_at >= EPOCH_CHECKPOINT_SECONDS:
-        save_progress(run, state)
-        with averaged(run.average):
-            ckpt.save_model(run.run_dir, run.vae, state.epoch)
+    save = final or time.monotonic() - run.saved_at >= EPOCH_CHECKPOINT_SECONDS
+    if save:
+        save_progress(run, state)  # the trained weights, for --resume
         run.saved_at = time.monotonic()
     run.vae.eval()
-    with torch.no_grad(), averaged(run.average):
+    with torch.no_grad(), averaged(run.average):  # the model saved and pictured
+        if save:
+            ckpt.save_model(run.run_dir, run.vae, state.epoch)
         run.kind.save_epoch(run.run_dir, run.vae, run.fixed_z, state.epoch)
     run.vae.train()
 
