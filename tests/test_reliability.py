@@ -164,3 +164,52 @@ def test_tampered_weights_are_refused(tmp_path, digits):
     (run / "model.safetensors").write_bytes(bytes(raw))
     with pytest.raises(vaekit.VaekitError, match="model.safetensors: integrity check failed"):
         vaekit.load(run)
+
+
+def test_loss_guard_goes_back_to_the_weights_of_its_best_loss():
+    w = torch.zeros(3)
+    guard = train_module.LossGuard(0.05, [w])
+    for step, loss in enumerate([10.0, 9.0, 8.0], 1):
+        w.fill_(step)
+        assert not guard.tripped(loss, step)  # each a new best: its weights are kept
+    w.fill_(99.0)
+    step = 4
+    while not guard.tripped(12.0, step):
+        step += 1
+        assert step < 100
+    assert guard.best_step == 3 and guard.smooth > 1.05 * guard.best
+    guard.restore()
+    assert torch.equal(w, torch.full((3,), 3.0)) and guard.smooth == guard.best
+
+
+def climbing_objective(start):
+    """An ELBO whose loss grows 1% a call from the given call on, without ever going non-finite."""
+    calls = {"n": 0}
+
+    def objective(vae, x, beta=1.0, y=None):
+        terms = vaekit.elbo(vae, x, beta, y)
+        calls["n"] += 1
+        return terms._replace(loss=terms.loss * (1 + 0.01 * max(0, calls["n"] - start)))
+
+    return lambda tc: objective
+
+
+def test_a_climbing_loss_goes_back_with_a_lower_rate(tmp_path, digits, monkeypatch, capsys):
+    monkeypatch.setitem(OBJECTIVES, "elbo", climbing_objective(100))
+    cfg = small_config(epochs=6, batch_size=16, lr_schedule="constant", warmup_steps=0, loss_guard=0.05)
+    vae = vaekit.train(cfg, tmp_path / "run", data=digits, progress=False)
+    records = read_metrics(tmp_path / "run")
+    limit = train_module.MAX_ROLLBACKS
+    assert records[-1]["rollbacks"] == limit  # then the guard gives up rather than failing the run
+    assert records[-1]["lr"] == pytest.approx(cfg.resolved().train.lr / 2**limit)
+    assert all(torch.isfinite(p).all() for p in vae.parameters())
+    out = capsys.readouterr()
+    assert (out.out + out.err).count("training loss rose") == limit
+
+
+def test_a_guard_that_never_trips_changes_nothing(tmp_path, digits):
+    for name, share in (("plain", 0.0), ("guarded", 10.0)):
+        vaekit.train(small_config(epochs=3, batch_size=16, loss_guard=share), tmp_path / name, data=digits,
+                     progress=False)
+    a, b = load_file(tmp_path / "plain" / "model.safetensors"), load_file(tmp_path / "guarded" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -84,7 +84,7 @@ TRAIN_FLAGS = {
     "iw_samples": "train.iw_samples", "free_bits": "train.free_bits",
     "epochs": "train.epochs", "max_minutes": "train.max_minutes", "batch_size": "train.batch_size", "lr": "train.lr",
     "lr_schedule": "train.lr_schedule", "weight_decay": "train.weight_decay", "input_dropout": "model.input_dropout", "warmup_steps": "train.warmup_steps", "beta": "train.beta", "kl_warmup": "train.kl_warmup_epochs",
-    "grad_clip": "train.grad_clip", "ema": "train.ema", "patience": "train.patience", "seed": "train.seed",
+    "grad_clip": "train.grad_clip", "ema": "train.ema", "loss_guard": "train.loss_guard", "patience": "train.patience", "seed": "train.seed",
     "precision": "train.precision", "threads": "train.threads", "device": "train.device",
     "checkpoint_every": "train.checkpoint_every", "checkpoint_minutes": "train.checkpoint_minutes",
     "compile": "train.compile", "channels_last": "train.channels_last", "tf32": "train.tf32",
@@ -329,6 +329,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kl-warmup", type=float, help="epochs of linear KL warm-up")
     p.add_argument("--grad-clip", type=float, help="max gradient norm (0: off)")
     p.add_argument("--ema", type=float, help="decay of a moving average of the weights, the model kept (0: off)")
+    p.add_argument("--loss-guard", type=float, metavar="SHARE",
+                   help="go back to the best weights with half the rate when the smoothed training loss "
+                        "climbs this share above its best (0: off)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
     p.add_argument("--seed", type=int)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],

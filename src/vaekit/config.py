@@ -108,6 +108,9 @@ class TrainConfig:
     # > 0: validate, keep and save an exponential moving average of the weights (Polyak averaging),
     # updated every step with this decay
     ema: float = 0.0
+    # > 0: when the smoothed training loss climbs this share above its best (after the warm-ups),
+    # go back to the weights of that best with half the learning rate (train.py LossGuard)
+    loss_guard: float = 0.0
     patience: int = 0  # early stopping after this many epochs without validation gain; 0 = off
     seed: int = 0
     precision: str = "auto"  # auto (measured: bf16 or fp32 on a CPU; fp32 on CUDA) | fp32 | bf16 | fp16 (CUDA)
@@ -136,6 +139,8 @@ class TrainConfig:
             raise VaekitError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.max_minutes < 0:
             raise VaekitError(f"max_minutes must be >= 0, got {self.max_minutes}")
+        if self.loss_guard < 0:
+            raise VaekitError(f"loss_guard must be >= 0, got {self.loss_guard}")
         if self.warmup_steps < 0:
             raise VaekitError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.precision not in PRECISIONS:

@@ -7,6 +7,8 @@ an epoch boundary, on SIGINT/SIGTERM mid-epoch, or was killed after a step check
 
 Faults: a step with a non-finite gradient is skipped and counted; after MAX_BAD_STEPS in a row the
 run rolls back to its last checkpoint with half the learning rate, at most MAX_ROLLBACKS times.
+With --loss-guard, a training loss that climbs while staying finite (a rate too high for a long
+run) sends the run back, in memory, to the weights of its best smoothed loss with half the rate.
 Under torchrun every rank draws its share of each global batch (see distributed.py).
 """
 
@@ -66,6 +68,44 @@ class Rollback(Exception):
     pass
 
 
+class LossGuard:
+    """Watches the training loss once the warm-ups are over: each log window's mean loss goes into
+    a moving average (about ten windows); a new best average copies the weights, optimizer moments
+    and weight average aside, and an average `tolerance` (a share of the best) above the best asks
+    for them back. Nothing here touches the step's numbers, so a run it never trips is unchanged."""
+
+    SMOOTHING = 0.1
+
+    def __init__(self, tolerance: float, tensors: list[torch.Tensor]):
+        self.tolerance, self.tensors = tolerance, tensors
+        self.saved: list[torch.Tensor] | None = None
+        self.smooth: float | None = None
+        self.best, self.best_step = math.inf, 0
+
+    def tripped(self, loss: float, step: int) -> bool:
+        """Take one window's mean loss; True when the run should go back to the best weights."""
+        self.smooth = loss if self.smooth is None else self.smooth + self.SMOOTHING * (loss - self.smooth)
+        if self.smooth < self.best:
+            self.best, self.best_step = self.smooth, step
+            if self.saved is None:
+                self.saved = [t.clone() for t in self.tensors]
+            else:
+                torch._foreach_copy_(self.saved, self.tensors)
+            return False
+        return self.smooth - self.best > self.tolerance * abs(self.best)
+
+    def restore(self) -> None:
+        torch._foreach_copy_(self.tensors, self.saved)
+        self.smooth = self.best
+
+
+def guarded_tensors(run: Run) -> list[torch.Tensor]:
+    """What a loss-guard rollback puts back: weights and buffers, Adam's moments and step count,
+    the weight average."""
+    tensors = list(run.vae.state_dict().values()) + run.optimizer.exp_avg + run.optimizer.exp_avg_sq
+    return tensors + [run.optimizer.steps] + (run.average.average if run.average else [])
+
+
 class Objective(nn.Module):
     """The objective as a module, so DistributedDataParallel sees one forward per step."""
 
@@ -98,6 +138,7 @@ class Run:
     saved_at: float = float("-inf")  # time.monotonic() of the last epoch-end checkpoint
     best: tuple[int, dict] | None = None  # (epoch, weights) of the best epoch not yet on disk
     average: WeightAverage | None = None  # --ema: the weights validated, kept and saved
+    guard: LossGuard | None = None  # --loss-guard
 
 
 def resolve_device(name: str) -> torch.device:
@@ -285,6 +326,8 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
               data, device, precision, dist, fixed_z.to(device),
               torch.amp.GradScaler("cuda", init_scale=2.0**10) if precision == "fp16" else None,
               average=WeightAverage(vae, tc.ema) if tc.ema else None)
+    if tc.loss_guard:
+        run.guard = LossGuard(tc.loss_guard, guarded_tensors(run))
 
     with ckpt.lock_run(run_dir, create=not resume, active=dist.is_main):
         if resume:
@@ -368,6 +411,7 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
         start = time.perf_counter()
         spent = lambda: state.train_seconds + time.perf_counter() - start  # noqa: E731
         time_up = False
+        mark = sums.clone()  # the sums at the last log point: the window the loss guard reads
         failing = torch.zeros((), device=device)  # consecutive non-finite steps, kept on the device
         worst = torch.zeros((), device=device)  # longest such run since the last check
         skipped = torch.zeros((), device=device)  # skipped steps not yet added to state
@@ -382,7 +426,8 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
                 x = x.contiguous(memory_format=torch.channels_last)
             progress = spent() / budget if budget else None
             lr = learning_rate(state.step, total_steps, tc.lr, tc.lr_schedule, warmup_steps, progress) * state.lr_scale
-            bad, stats = train_step(run, x, y, lr, kl_weight(state.step, tc.beta, kl_warmup_steps, progress), params)
+            beta = kl_weight(state.step, tc.beta, kl_warmup_steps, progress)
+            bad, stats = train_step(run, x, y, lr, beta, params)
             if run.average:
                 run.average.update()
             sums += stats
@@ -397,6 +442,9 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
                 if worst.item() >= MAX_BAD_STEPS:
                     raise Rollback()
                 worst.zero_()
+                if run.guard and beta >= tc.beta and state.step > warmup_steps:
+                    check_guard(run, state, distributed.all_sum(sums - mark, dist), bar)
+                mark.copy_(sums)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{(sums[0] / sums[3].clamp(min=1)).item():.2f}",
                                 samples_s=f"{sums[3].item() * dist.world_size / (time.perf_counter() - start):,.0f}")
                 bar.update(state.step - bar.n)
@@ -426,6 +474,23 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
         last_save = time.monotonic()
         if stop["signum"] is not None and state.epoch < tc.epochs:
             raise TrainingStopped(stop["signum"], run.run_dir, state)
+
+
+def check_guard(run: Run, state: ckpt.TrainState, window: torch.Tensor, bar) -> None:
+    """Feed the loss guard one window (loss sum, ..., count); go back and halve the rate when it
+    trips, at most MAX_ROLLBACKS times in all."""
+    if window[3] == 0 or not run.guard.tripped((window[0] / window[3]).item(), state.step):
+        return
+    g = run.guard
+    if state.rollbacks >= MAX_ROLLBACKS:
+        bar.write(f"vaekit: training loss {g.smooth:.4g} against a best of {g.best:.4g}, but the rate was "
+                  f"halved {state.rollbacks} times already; the loss guard stops here")
+        run.guard = None
+        return
+    bar.write(f"vaekit: training loss rose to {g.smooth:.4g} from {g.best:.4g} at step {g.best_step}; back to "
+              f"those weights with learning rate x{state.lr_scale / 2:g}")
+    g.restore()
+    state.rollbacks, state.lr_scale = state.rollbacks + 1, state.lr_scale / 2
 
 
 def train_step(run: Run, x: torch.Tensor, y, lr: float, beta: float, params: list) -> tuple[torch.Tensor, torch.Tensor]:

@@ -143,7 +143,7 @@ class SmilesKind(SequenceKind):
     defaults = {"model.hidden": [256, 512], "model.latent_dim": 64, "model.input_dropout": 0.0,
                 "data.test_fraction": 0.01, "data.val_fraction": 0.005, "train.batch_size": 128, "train.lr": 4e-3,
                 "train.epochs": 20, "train.kl_warmup_epochs": 0.1, "train.free_bits": 0.1,
-                "train.warmup_steps": 200, "train.grad_clip": 5.0}
+                "train.warmup_steps": 200, "train.grad_clip": 5.0, "train.loss_guard": 0.05}
 
     def detect(self, name: str) -> bool:
         return name.lower().removesuffix(".gz").endswith(".smi")
@@ -163,7 +163,7 @@ class TextKind(SequenceKind):
     defaults = {"model.hidden": [64, 512], "model.latent_dim": 32, "model.input_dropout": 0.0,
                 "data.test_fraction": 0.05, "data.val_fraction": 0.05, "train.batch_size": 128, "train.lr": 1e-3,
                 "train.epochs": 30, "train.kl_warmup_epochs": 10, "train.free_bits": 0.05,
-                "train.warmup_steps": 200, "train.grad_clip": 5.0}
+                "train.warmup_steps": 200, "train.grad_clip": 5.0, "train.loss_guard": 0.05}
 
     def detect(self, name: str) -> bool:
         return name.lower().removesuffix(".gz").endswith(".txt")
