@@ -25,7 +25,8 @@ class Bags:
 
     users: np.ndarray  # (U,) ids
     start: np.ndarray  # (U + 1,) offsets
-    items: np.ndarray  # (nnz,) item ids or vocabulary codes
+    items: np.ndarray  # (nnz,) codes: into item_ids, or (without them) into the run's vocabulary
+    item_ids: np.ndarray | None = None  # the ids (str) that `items` index, sorted
 
     def counts(self) -> np.ndarray:
         return np.diff(self.start)
@@ -38,7 +39,7 @@ class Bags:
         counts = self.counts()[which]
         start = np.concatenate([[0], np.cumsum(counts)])
         index = np.repeat(self.start[which] - start[:-1], counts) + np.arange(start[-1])
-        return Bags(self.users[which], start, self.items[index])
+        return Bags(self.users[which], start, self.items[index], self.item_ids)
 
     def rows(self, num_items: int) -> SparseRows:
         import torch
@@ -64,6 +65,14 @@ def column(frame: pd.DataFrame, given: str | None, guesses: tuple[str, ...], fla
     raise VaekitError(f"{source}: no {flag.split('-')[0]} column among {', '.join(names[:8])}; name it with --{flag}")
 
 
+def ids_of(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and ids of a column, the ids as strings in string order; only the distinct values
+    become strings (a million users' ids in a few seconds, not their interactions one by one)."""
+    code, uniques = pd.factorize(values, use_na_sentinel=False)
+    recode, ids = pd.factorize(np.asarray(uniques).astype(str), sort=True)  # "7" and 7 are one id
+    return recode[code], np.asarray(ids, dtype=object)
+
+
 def read_positives(path: str, options, source: str | None = None) -> tuple[Bags, dict]:
     """Each user's positive items, ids as written (ratings below --min-rating are not positives,
     a repeated pair counts once), users and items sorted by id; and the columns used."""
@@ -83,17 +92,16 @@ def read_positives(path: str, options, source: str | None = None) -> tuple[Bags,
             keep = (ratings >= options.min_rating).to_numpy()
     elif options.min_rating is not None:
         raise VaekitError("--min-rating needs --rating-col")
-    users = frame[user].astype(str).to_numpy()
-    items = frame[item].astype(str).to_numpy()
+    users, items = frame[user].to_numpy(), frame[item].to_numpy()
     if keep is not None:
         users, items = users[keep], items[keep]
-    user_code, user_ids = pd.factorize(users, sort=True)
-    item_code, item_ids = pd.factorize(items, sort=True)
+    user_code, user_ids = ids_of(users)
+    item_code, item_ids = ids_of(items)
     pair = np.unique(user_code.astype(np.int64) * len(item_ids) + item_code)  # sorted by user, then item
     owner, code = np.divmod(pair, len(item_ids))
     start = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=len(user_ids)))])
     present = np.diff(start) > 0
-    bags = Bags(np.asarray(user_ids, dtype=object), start, np.asarray(item_ids, dtype=object)[code])
+    bags = Bags(user_ids, start, code, item_ids)
     if not present.all():
         bags = bags.take(np.flatnonzero(present))
     return bags, {"user_col": user, "item_col": item, "rating_col": rating_name, "min_rating": options.min_rating}
@@ -120,16 +128,17 @@ def split_users(bags: Bags, cfg: DataConfig, options, source: str) -> tuple[Bags
 
 def fit_schema(train: Bags, columns: dict) -> dict:
     """The item vocabulary: the training users' items, most popular first, with their counts."""
-    ids, counts = np.unique(train.items.astype(str), return_counts=True)
-    order = np.lexsort((ids, -counts))
-    return {"kind": "items", "items": ids[order].tolist(), "counts": counts[order].tolist(),
+    counts = np.bincount(train.items, minlength=len(train.item_ids))
+    seen = np.flatnonzero(counts)
+    order = seen[np.lexsort((seen, -counts[seen]))]  # the ids are sorted: ties go in id order
+    return {"kind": "items", "items": train.item_ids[order].tolist(), "counts": counts[order].tolist(),
             "num_users": len(train.users), **columns}
 
 
 def known(bags: Bags, schema: dict) -> Bags:
     """Items as vocabulary codes, sorted within each user; items the training users never had are
     dropped (a user may be left with none)."""
-    codes = pd.Index(schema["items"]).get_indexer(bags.items.astype(str))
+    codes = pd.Index(schema["items"]).get_indexer(bags.item_ids)[bags.items]
     owner = bags.owner()
     kept = codes >= 0
     order = np.lexsort((codes[kept], owner[kept]))
