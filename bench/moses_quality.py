@@ -3,6 +3,7 @@ for the same time on the same machine (the issue's 2-hour test; both run one aft
 
     python bench/moses_quality.py --data-dir ../shared/data [--minutes 120] [--threads 2]
         [--moses-python .venv-moses/bin/python] [--keep DIR] [-- extra vaekit train flags]
+    python bench/moses_quality.py --run RUN [--moses-samples CSV]   # score what was trained already
 
 1. `vaekit train --kind smiles --max-minutes M` on MOSES's training set (the defaults), then
    `vaekit evaluate RUN --reference moses --json`: the MOSES metrics of 30,000 prior samples.
@@ -44,8 +45,11 @@ def run(*args, threads: int) -> str:
 
 def vaekit_metrics(data: Path, out: Path, args) -> dict:
     vaekit = [sys.executable, "-m", "vaekit"]
-    run(*vaekit, "train", "--data", data / "train.csv.gz", "--kind", "smiles", "--max-minutes", args.minutes,
-        "--threads", args.threads, "--quiet", *args.extra, "--out", out, threads=args.threads)
+    if args.run:  # trained already: score it
+        out = Path(args.run)
+    else:
+        run(*vaekit, "train", "--data", data / "train.csv.gz", "--kind", "smiles", "--max-minutes", args.minutes,
+            "--threads", args.threads, "--quiet", *args.extra, "--out", out, threads=args.threads)
     result = json.loads(run(*vaekit, "evaluate", out, "--reference", data, "--num-samples", args.num_samples,
                             "--json", "--quiet", threads=args.threads))
     return result | {"steps": read_metrics(out)[-1]["step"]}
@@ -58,10 +62,13 @@ def moses_metrics_of(data: Path, tmp: Path, args) -> dict:
     from vaekit.calibrate import cache_path
     from vaekit.kinds.sequence.chem import canonical_set, moses_metrics
 
-    samples = tmp / "moses_samples.csv"
-    trained = json.loads(run(args.moses_python, Path(__file__).with_name("moses_baseline.py"), "--data",
-                             data / "train.csv.gz", "--threads", args.threads, "--minutes", args.minutes, "--samples",
-                             args.num_samples, "--out", samples, threads=args.threads).splitlines()[-1])
+    if args.moses_samples:  # sampled already (moses_baseline.py --minutes M --out CSV)
+        samples, trained = Path(args.moses_samples), {}
+    else:
+        samples = tmp / "moses_samples.csv"
+        trained = json.loads(run(args.moses_python, Path(__file__).with_name("moses_baseline.py"), "--data",
+                                 data / "train.csv.gz", "--threads", args.threads, "--minutes", args.minutes,
+                                 "--samples", args.num_samples, "--out", samples, threads=args.threads).splitlines()[-1])
     torch.set_num_threads(args.threads)
     smiles = pd.read_csv(samples, keep_default_na=False)["SMILES"].astype(str).tolist()
     train = canonical_set(pd.read_csv(data / "train.csv.gz")["SMILES"].astype(str))
@@ -76,6 +83,9 @@ def main() -> None:
     p.add_argument("--num-samples", type=int, default=30_000)
     p.add_argument("--moses-python", help="an interpreter with molsets 0.3.1 installed")
     p.add_argument("--keep", help="keep vaekit's run in this folder")
+    p.add_argument("--run", help="score this trained vaekit run instead of training one")
+    p.add_argument("--moses-samples", help="score these samples of MOSES's code (moses_baseline.py --out) "
+                                           "instead of training it")
     p.add_argument("extra", nargs="*", help="more `vaekit train` flags (after --)")
     args = p.parse_args()
     data = Path(args.data_dir) / "moses"
@@ -84,7 +94,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vaekit-moses-") as tmp:
         tmp = Path(tmp)
         ours = vaekit_metrics(data, Path(args.keep) if args.keep else tmp / "run", args)
-        theirs = moses_metrics_of(data, tmp, args) if args.moses_python else None
+        theirs = moses_metrics_of(data, tmp, args) if args.moses_python or args.moses_samples else None
     print(f"\nMOSES metrics of {args.num_samples:,} prior samples after {args.minutes:g} minutes of training, "
           f"{args.threads} thread(s):\n")
     head = "| metric | vaekit | " + ("MOSES's VAE code, same time | " if theirs else "") + "MOSES's VAE, published |"
@@ -93,7 +103,7 @@ def main() -> None:
     for k in METRICS:
         cells = [ours.get(k), *([theirs.get(k)] if theirs else []), PUBLISHED[k]]
         print(f"| {k} | " + " | ".join("n/a" if v is None else f"{v:.3f}" for v in cells) + " |")
-    print(f"| training steps | {ours['steps']} | " + (f"{theirs['steps']} | " if theirs else "") + "|")
+    print(f"| training steps | {ours['steps']} | " + (f"{theirs.get('steps', 'n/a')} | " if theirs else "") + "|")
     print(json.dumps({"vaekit": ours, "moses": theirs}))
 
 
