@@ -11,7 +11,7 @@ from vaekit.checkpoint import open_run, read_metrics
 from vaekit.cli import main
 from vaekit.config import DataConfig
 from vaekit.kinds.items import Options
-from vaekit.kinds.items.data import Bags, fold_in, load
+from vaekit.kinds.items.data import Bags, fold_in, ids_of, load, read_positives
 from vaekit.kinds.items.ranking import ease_weights, ranking_metrics
 from vaekit.kinds.items.sparse import SparseRows
 
@@ -81,6 +81,18 @@ def test_the_split_holds_out_whole_users(movielens):
     share = shown.counts().sum().item() / (shown.counts().sum() + hidden.counts().sum()).item()
     assert 0.75 < share < 0.85
     assert set(splits.extra["test_users"]).isdisjoint(splits.extra["val_users"])
+
+
+def test_ids_are_strings_in_string_order(tmp_path):
+    data = tmp_path / "mixed.csv"
+    data.write_text("user,item\n10,b\n9,a\n10,a\n9,a\n10,c\n")
+    bags, _ = read_positives(str(data), Options())
+    assert bags.users.tolist() == ["10", "9"]  # as strings: "10" sorts before "9"
+    assert bags.item_ids.tolist() == ["a", "b", "c"]
+    assert bags.counts().tolist() == [3, 1]  # user 9's repeated item counts once
+    assert bags.item_ids[bags.items].tolist() == ["a", "b", "c", "a"]
+    codes, ids = ids_of(np.array([7, "7", 3.5, float("nan")], dtype=object))
+    assert ids.tolist() == ["3.5", "7", "nan"] and codes.tolist() == [1, 1, 0, 2]
 
 
 def test_fold_in_keeps_one_of_each():
