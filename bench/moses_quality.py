@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from vaekit.checkpoint import read_metrics  # noqa: E402
+from vaekit.checkpoint import load_config_of, read_metrics  # noqa: E402
 
 METRICS = ["valid", "unique@1000", "unique@10000", "novelty", "FCD/Test", "SNN/Test", "Frag/Test", "Scaf/Test",
            "IntDiv", "IntDiv2", "Filters"]
@@ -95,8 +95,8 @@ def main() -> None:
         tmp = Path(tmp)
         ours = vaekit_metrics(data, Path(args.keep) if args.keep else tmp / "run", args)
         theirs = moses_metrics_of(data, tmp, args) if args.moses_python or args.moses_samples else None
-    print(f"\nMOSES metrics of {args.num_samples:,} prior samples after {args.minutes:g} minutes of training, "
-          f"{args.threads} thread(s):\n")
+    minutes = load_config_of(args.run).train.max_minutes if args.run else args.minutes  # what was trained
+    print(f"\nMOSES metrics of {args.num_samples:,} prior samples after {minutes:g} minutes of training:\n")
     head = "| metric | vaekit | " + ("MOSES's VAE code, same time | " if theirs else "") + "MOSES's VAE, published |"
     print(head)
     print("|" + " --- |" * (head.count("|") - 1))

@@ -479,9 +479,9 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
 def check_guard(run: Run, state: ckpt.TrainState, window: torch.Tensor, bar) -> None:
     """Feed the loss guard one window (loss sum, ..., count); go back and halve the rate when it
     trips, at most MAX_ROLLBACKS times in all."""
-    if window[3] == 0 or not run.guard.tripped((window[0] / window[3]).item(), state.step):
-        return
     g = run.guard
+    if window[3] == 0 or not g.tripped((window[0] / window[3]).item(), state.step):
+        return
     if state.rollbacks >= MAX_ROLLBACKS:
         bar.write(f"vaekit: training loss {g.smooth:.4g} against a best of {g.best:.4g}, but the rate was "
                   f"halved {state.rollbacks} times already; the loss guard stops here")

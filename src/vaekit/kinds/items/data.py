@@ -65,6 +65,11 @@ def column(frame: pd.DataFrame, given: str | None, guesses: tuple[str, ...], fla
     raise VaekitError(f"{source}: no {flag.split('-')[0]} column among {', '.join(names[:8])}; name it with --{flag}")
 
 
+def offsets(owner: np.ndarray, num_users: int) -> np.ndarray:
+    """CSR offsets (U + 1,) of items grouped by their owner index, owners in order."""
+    return np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=num_users))])
+
+
 def sorted_unique(keys: np.ndarray) -> np.ndarray:
     """np.unique of int64 keys by sorting (numpy's hashing unique took 14 s for 18 million)."""
     keys = np.sort(keys)
@@ -105,7 +110,7 @@ def read_positives(path: str, options, source: str | None = None) -> tuple[Bags,
     item_code, item_ids = ids_of(items)
     pair = sorted_unique(user_code.astype(np.int64) * len(item_ids) + item_code)  # by user, then item
     owner, code = np.divmod(pair, len(item_ids))
-    start = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=len(user_ids)))])
+    start = offsets(owner, len(user_ids))
     present = np.diff(start) > 0
     bags = Bags(user_ids, start, code, item_ids)
     if not present.all():
@@ -148,8 +153,7 @@ def known(bags: Bags, schema: dict) -> Bags:
     owner = bags.owner()
     kept, size = codes >= 0, max(1, len(schema["items"]))
     key = np.sort(owner[kept].astype(np.int64) * size + codes[kept])  # by user, then code
-    start = np.concatenate([[0], np.cumsum(np.bincount(owner[kept], minlength=len(bags.users)))])
-    return Bags(bags.users, start, key % size)
+    return Bags(bags.users, offsets(owner[kept], len(bags.users)), key % size)
 
 
 def fold_in(bags: Bags, share: float, seed: int) -> tuple[Bags, Bags]:
@@ -162,8 +166,7 @@ def fold_in(bags: Bags, share: float, seed: int) -> tuple[Bags, Bags]:
     rank[order] = np.arange(len(owner)) - np.repeat(bags.start[:-1], counts)
     n_show = np.clip(np.round(share * counts).astype(np.int64), 1, counts - 1)
     shown = rank < n_show[owner]
-    part = lambda mask: Bags(bags.users, np.concatenate([[0], np.cumsum(np.bincount(owner[mask], minlength=len(counts)))]),
-                             bags.items[mask])
+    part = lambda mask: Bags(bags.users, offsets(owner[mask], len(counts)), bags.items[mask])
     return part(shown), part(~shown)
 
 
