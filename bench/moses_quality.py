@@ -4,6 +4,7 @@ for the same time on the same machine (the issue's 2-hour test; both run one aft
     python bench/moses_quality.py --data-dir ../shared/data [--minutes 120] [--threads 2]
         [--moses-python .venv-moses/bin/python] [--keep DIR] [-- extra vaekit train flags]
     python bench/moses_quality.py --run RUN [--moses-samples CSV]   # score what was trained already
+    [--temperature T]   # vaekit's samples drawn at temperature T (default 1)
 
 1. `vaekit train --kind smiles --max-minutes M` on MOSES's training set (the defaults), then
    `vaekit evaluate RUN --reference moses --json`: the MOSES metrics of 30,000 prior samples.
@@ -51,7 +52,7 @@ def vaekit_metrics(data: Path, out: Path, args) -> dict:
         run(*vaekit, "train", "--data", data / "train.csv.gz", "--kind", "smiles", "--max-minutes", args.minutes,
             "--threads", args.threads, "--quiet", *args.extra, "--out", out, threads=args.threads)
     result = json.loads(run(*vaekit, "evaluate", out, "--reference", data, "--num-samples", args.num_samples,
-                            "--json", "--quiet", threads=args.threads))
+                            "--temperature", args.temperature, "--json", "--quiet", threads=args.threads))
     return result | {"steps": read_metrics(out)[-1]["step"]}
 
 
@@ -81,6 +82,7 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=120.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--num-samples", type=int, default=30_000)
+    p.add_argument("--temperature", type=float, default=1.0, help="vaekit's sampling temperature (default 1)")
     p.add_argument("--moses-python", help="an interpreter with molsets 0.3.1 installed")
     p.add_argument("--keep", help="keep vaekit's run in this folder")
     p.add_argument("--run", help="score this trained vaekit run instead of training one")
@@ -96,7 +98,8 @@ def main() -> None:
         ours = vaekit_metrics(data, Path(args.keep) if args.keep else tmp / "run", args)
         theirs = moses_metrics_of(data, tmp, args) if args.moses_python or args.moses_samples else None
     minutes = load_config_of(args.run).train.max_minutes if args.run else args.minutes  # what was trained
-    print(f"\nMOSES metrics of {args.num_samples:,} prior samples after {minutes:g} minutes of training:\n")
+    print(f"\nMOSES metrics of {args.num_samples:,} prior samples (vaekit's at temperature {args.temperature:g}) "
+          f"after {minutes:g} minutes of training:\n")
     head = "| metric | vaekit | " + ("MOSES's VAE code, same time | " if theirs else "") + "MOSES's VAE, published |"
     print(head)
     print("|" + " --- |" * (head.count("|") - 1))

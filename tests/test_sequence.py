@@ -104,6 +104,11 @@ def test_smiles_training_lowers_the_loss_and_samples_strings(smiles_run, tmp_pat
     assert list(frame.columns) == ["SMILES"] and len(frame) == 200
     assert frame["SMILES"].str.len().between(1, 120).mean() > 0.9
     assert set("".join(frame["SMILES"])) <= set("".join(schema["vocab"][4:]))
+    cold = tmp_path / "cold.csv"  # near-greedy sampling: the same few strings over and over
+    assert main(["sample", str(smiles_run), "--num", "200", "--temperature", "0.05", "--out", str(cold)]) == 0
+    assert pd.read_csv(cold, keep_default_na=False)["SMILES"].nunique() < frame["SMILES"].nunique() / 2
+    bad = vaekit_cli("sample", smiles_run, "--temperature", "0", "--out", tmp_path / "z.csv")
+    assert bad.returncode == 2 and "--temperature: expected a positive number" in bad.stderr
 
 
 def test_evaluate_reports_sequence_figures(smiles_run, capsys):

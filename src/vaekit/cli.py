@@ -37,6 +37,16 @@ def int_list(text: str) -> list[int]:
     return sizes
 
 
+def temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def str_list(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
@@ -390,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("sample", cmd_sample, "draw new examples (PNG grid or .npy)", data=False)
     p.add_argument("--data-dir", help="where the run's data lives (posterior sampler)")
     p.add_argument("--num", type=int, default=64)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--temperature", type=temperature, default=1.0)
     p.add_argument("--sampler", choices=["prior", "posterior"], default="prior",
                    help="prior: z ~ p(z); posterior: a Gaussian mixture fitted to training codes")
     p.add_argument("--components", type=int, default=10, help="mixture components of the posterior sampler")
@@ -411,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", help="SMILES runs: a folder laid out like MOSES's data (test.csv.gz): adds the "
                                        "MOSES metrics of a fresh sample")
     p.add_argument("--num-samples", type=int, default=30_000, help="samples for the MOSES metrics (default 30,000)")
+    p.add_argument("--temperature", type=temperature, default=1.0,
+                   help="SMILES runs with --reference: the sampling temperature of that sample (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar (it goes to stderr)")
 

@@ -144,7 +144,8 @@ def evaluate(run, args, x: torch.Tensor) -> dict:
         from ...calibrate import cache_path
         from .chem import moses_metrics
 
-        samples = decode(generate(run.vae, args.num_samples, run.schema["max_length"], seed=args.seed),
+        temperature = getattr(args, "temperature", 1.0)
+        samples = decode(generate(run.vae, args.num_samples, run.schema["max_length"], temperature, args.seed),
                          run.schema["vocab"], "smiles")
         frames = run.kind.load(run.data_config(args.data_dir), run.schema)[0]
         train = set(decode(frames.train_x, run.schema["vocab"], "smiles"))
@@ -152,7 +153,7 @@ def evaluate(run, args, x: torch.Tensor) -> dict:
 
         train = canonical_set(train)
         out |= moses_metrics(samples, train, Path(reference), cache_path().parent)
-        out["num_samples"] = len(samples)
+        out["num_samples"], out["temperature"] = len(samples), temperature
     return out
 
 
