@@ -223,8 +223,9 @@ def reference_stats(reference: Path, cache_dir: Path) -> dict:
         stats["scaf"] = Counter(json.loads(str(stats["scaf"])))
         return stats
     smiles = pd.read_csv(test)["SMILES"].astype(str).tolist()
-    mols = [m for m in molecules(smiles) if m is not None]
-    mu, sigma = chemnet_stats([s for s, m in zip(smiles, mols) if m is not None])
+    parsed = [(s, m) for s, m in zip(smiles, molecules(smiles)) if m is not None]
+    mols = [m for _, m in parsed]
+    mu, sigma = chemnet_stats([s for s, _ in parsed])
     stats = {"fps": np.packbits(fingerprints(mols).numpy(), axis=1), "fcd_mu": mu, "fcd_sigma": sigma,
              "frag": json.dumps(fragments(mols)), "scaf": json.dumps(scaffolds(mols))}
     cache_dir.mkdir(parents=True, exist_ok=True)
