@@ -190,6 +190,20 @@ def test_moses_metrics_on_real_molecules(molecules, tmp_path):
     assert 0 < chem.property_of("qed")(chem.molecules(["CCO"])[0]) < 1
 
 
+def test_reference_statistics_skip_unparsable_test_molecules(molecules, tmp_path):
+    pytest.importorskip("fcd_torch")
+    from vaekit.kinds.sequence import chem
+
+    smiles = pd.read_csv(molecules)["SMILES"].tolist()[:40]
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    pd.DataFrame({"SMILES": smiles[:5] + ["C1CC"] + smiles[5:]}).to_csv(ref / "test.csv.gz", index=False)
+    stats = chem.reference_stats(ref, tmp_path / "cache")
+    mu, _ = chem.chemnet_stats(smiles)  # the 40 that parse, each with its own activations
+    assert len(stats["fps"]) == 40 and stats["fcd_mu"] == pytest.approx(mu, abs=1e-5)
+    assert chem.reference_stats(ref, tmp_path / "cache")["fcd_mu"] == pytest.approx(mu, abs=1e-5)  # cached
+
+
 @pytest.mark.parametrize("method", ["es", "gradient"])
 def test_optimize_finds_novel_valid_molecules(smiles_run, molecules, tmp_path, method):
     pytest.importorskip("rdkit")
