@@ -138,7 +138,8 @@ def new_config(args) -> Config:
     for name in options:
         if name not in known:
             raise VaekitError(f"--{name.replace('_', '-')} does not apply to {kind.name} data")
-    cfg = Config().override(kind.defaults).merged(file)
+    minutes = args.max_minutes or file.get("train", {}).get("max_minutes")
+    cfg = Config().override(kind.defaults_for(minutes)).merged(file)
     if args.max_minutes and args.epochs is None and "epochs" not in file.get("train", {}):
         flags["train.epochs"] = 10**6  # the time budget ends the run, not a default epoch count
     return cfg.override(flags | {f"data.options.{k}": v for k, v in options.items()})

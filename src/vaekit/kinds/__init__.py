@@ -44,6 +44,9 @@ class Kind:
     Options: type = NoOptions
     # Config values (dotted keys) a fresh run of this kind starts from; --config and flags win.
     defaults: dict = {}
+    # Values laid over `defaults` for time budgets (--max-minutes) of at least so many minutes:
+    # {minutes: {dotted key: value}}, the largest threshold reached applies.
+    budget_defaults: dict = {}
     final_outputs: tuple[str, ...] = ()  # files save_final writes into the run directory
     keeps_best = False  # keep the epoch whose epoch_metrics "selection" was lowest, not the last
     evaluate_examples: int | None = None  # vaekit evaluate's default cap on inputs (None: all)
@@ -52,6 +55,11 @@ class Kind:
     def detect(self, name: str) -> bool:
         """Does `--data NAME` look like this kind's data (for --kind auto)?"""
         return False
+
+    def defaults_for(self, minutes: float | None) -> dict:
+        """`defaults`, with the budget_defaults of the largest threshold a budget reaches."""
+        reached = [m for m in self.budget_defaults if minutes and minutes >= m]
+        return self.defaults | (self.budget_defaults[max(reached)] if reached else {})
 
     def options(self, cfg: DataConfig):
         """The kind's Options, built from the config's `options` object and checked."""
