@@ -41,8 +41,8 @@ def temperature(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
+        value = 0.0
+    if not 0 < value < float("inf"):  # nan fails too
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
