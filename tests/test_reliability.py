@@ -40,6 +40,12 @@ def wait_for_epochs(run, proc, n=1, timeout=60):
     pytest.fail(f"training did not reach epoch {n}: {proc.poll()} {proc.stderr.read() if proc.poll() is not None else ''}")
 
 
+def sleep_into_training(run):
+    """Sleep up to three epochs (as long as the first one took): on a fast machine a fixed 0.8 s
+    outlasts all 25 epochs, and the signal then lands while the finished process exits."""
+    time.sleep(random.uniform(0.0, min(0.8, 3 * read_metrics(run)[0]["seconds"])))
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     run = tmp_path_factory.mktemp("ref") / "run"
@@ -60,7 +66,7 @@ def test_signal_checkpoints_and_resume_is_bit_identical(tmp_path, reference, sig
     run = tmp_path / "run"
     proc = start("--out", run)
     wait_for_epochs(run, proc, 1)
-    time.sleep(random.uniform(0.0, 0.8))
+    sleep_into_training(run)
     proc.send_signal(sig)
     code = proc.wait(timeout=60)
     stderr = proc.stderr.read()
@@ -76,7 +82,7 @@ def test_kill_9_loses_at_most_the_last_steps(tmp_path, reference):
     run = tmp_path / "run"
     proc = start("--out", run, "--checkpoint-every", 7)
     wait_for_epochs(run, proc, 2)
-    time.sleep(random.uniform(0.0, 0.8))
+    sleep_into_training(run)
     proc.kill()
     proc.wait(timeout=60)
     vaekit.load(run)  # whatever moment it died, the directory loads
