@@ -26,9 +26,17 @@ ARGS = ["--data", "digits", "--hidden", "64", "--latent-dim", "4", "--batch-size
         "--binarize", "dynamic", "--precision", "fp32", "--threads", "2", "--quiet"]
 
 
+def default_signals():
+    """The child starts as from an interactive shell: a job started with `&` in a script (as CI
+    may run the suite) inherits SIGINT ignored or blocked, and the test is about our handler."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def start(*args):
     return subprocess.Popen([sys.executable, "-m", "vaekit", "train", *ARGS, *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
 
 
 def wait_for_epochs(run, proc, n=1, timeout=60):
