@@ -28,7 +28,7 @@ ARGS = ["--data", "digits", "--hidden", "64", "--latent-dim", "4", "--batch-size
 
 def default_signals():
     """The child starts as from an interactive shell: a job started with `&` in a script (as CI
-    may run the suite) inherits SIGINT ignored or blocked, and the test is about our handler."""
+    may run the suite) inherits SIGINT ignored, and the test is about vaekit's own handler."""
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})

@@ -149,8 +149,10 @@ class SmilesKind(SequenceKind):
 
     # Two hours on one thread (docs/sequences.md), 30,000 samples: rate 2e-3 gave 0.932 valid and
     # FCD/Test 0.201, a second 512-unit decoder layer at 2e-3 (fewer, slower steps) 0.943 and 0.160,
-    # against 0.905 and 0.250 at 4e-3 (which the loss guard had to halve). Measured at 10 and 120
-    # minutes; the switch at an hour is a judgement between them.
+    # against 0.905 and 0.250 at 4e-3 (which the loss guard had to halve). On two threads alone the
+    # same defaults gave 0.929 and 0.194: more steps near the peak of a cosine spanning the budget,
+    # so a lower rate may suit faster machines. Measured at 10 and 120 minutes; the switch at an
+    # hour is a judgement between them.
     budget_defaults = {60: {"train.lr": 2e-3, "model.hidden": [256, 512, 512]}}
 
     def detect(self, name: str) -> bool:
