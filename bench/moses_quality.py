@@ -5,6 +5,7 @@ for the same time on the same machine (the issue's 2-hour test; both run one aft
         [--moses-python .venv-moses/bin/python] [--keep DIR] [-- extra vaekit train flags]
     python bench/moses_quality.py --run RUN [--moses-samples CSV]   # score what was trained already
     [--temperature T]   # vaekit's samples drawn at temperature T (default 1)
+    [--unconstrained]   # vaekit's samples drawn without the SMILES grammar (the model as it is)
 
 1. `vaekit train --kind smiles --max-minutes M` on MOSES's training set (the defaults), then
    `vaekit evaluate RUN --reference moses --json`: the MOSES metrics of 30,000 prior samples.
@@ -52,7 +53,8 @@ def vaekit_metrics(data: Path, out: Path, args) -> dict:
         run(*vaekit, "train", "--data", data / "train.csv.gz", "--kind", "smiles", "--max-minutes", args.minutes,
             "--threads", args.threads, "--quiet", *args.extra, "--out", out, threads=args.threads)
     result = json.loads(run(*vaekit, "evaluate", out, "--reference", data, "--num-samples", args.num_samples,
-                            "--temperature", args.temperature, "--json", "--quiet", threads=args.threads))
+                            "--temperature", args.temperature, *(["--unconstrained"] if args.unconstrained else []),
+                            "--json", "--quiet", threads=args.threads))
     return result | {"steps": read_metrics(out)[-1]["step"]}
 
 
@@ -83,6 +85,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--num-samples", type=int, default=30_000)
     p.add_argument("--temperature", type=float, default=1.0, help="vaekit's sampling temperature (default 1)")
+    p.add_argument("--unconstrained", action="store_true", help="vaekit's samples without the SMILES grammar")
     p.add_argument("--moses-python", help="an interpreter with molsets 0.3.1 installed")
     p.add_argument("--keep", help="keep vaekit's run in this folder")
     p.add_argument("--run", help="score this trained vaekit run instead of training one")
@@ -98,7 +101,8 @@ def main() -> None:
         ours = vaekit_metrics(data, Path(args.keep) if args.keep else tmp / "run", args)
         theirs = moses_metrics_of(data, tmp, args) if args.moses_python or args.moses_samples else None
     minutes = load_config_of(args.run).train.max_minutes if args.run else args.minutes  # what was trained
-    print(f"\nMOSES metrics of {args.num_samples:,} prior samples (vaekit's at temperature {args.temperature:g}) "
+    how = "free" if args.unconstrained else "kept to the SMILES grammar"
+    print(f"\nMOSES metrics of {args.num_samples:,} prior samples (vaekit's at temperature {args.temperature:g}, {how}) "
           f"after {minutes:g} minutes of training:\n")
     head = "| metric | vaekit | " + ("MOSES's VAE code, same time | " if theirs else "") + "MOSES's VAE, published |"
     print(head)

@@ -37,6 +37,10 @@ def int_list(text: str) -> list[int]:
     return sizes
 
 
+UNCONSTRAINED = ("SMILES runs: sample from the model as it is, without the grammar that keeps samples "
+                 "well-formed and within valence")
+
+
 def temperature(text: str) -> float:
     try:
         value = float(text)
@@ -409,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--condition", action="append", default=[], metavar="COL=VALUE",
                    help="table runs: every row drawn has COL=VALUE, the other columns their conditional "
                         "distribution (repeatable)")
+    p.add_argument("--unconstrained", action="store_true", help=UNCONSTRAINED)
 
     p = command("evaluate", cmd_evaluate, "test-set figures of a trained run")
     p.add_argument("--iw-samples", type=int, default=100,
@@ -424,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, default=30_000, help="samples for the MOSES metrics (default 30,000)")
     p.add_argument("--temperature", type=temperature, default=1.0,
                    help="SMILES runs with --reference: the sampling temperature of that sample (default 1)")
+    p.add_argument("--unconstrained", action="store_true", help=UNCONSTRAINED)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar (it goes to stderr)")
 

@@ -75,6 +75,7 @@ class SequenceKind(Kind):
 
     def nets(self, model_cfg, schema: dict) -> Nets:
         from .model import AutoregressiveLikelihood, SeqDecoder, SeqEncoder
+        from .grammar import SmilesGrammar
 
         if model_cfg.net != "mlp" or model_cfg.prior == "vamp" or model_cfg.num_classes:
             raise VaekitError("sequence runs take prior normal, mog or hierarchical, and no classes")
@@ -87,7 +88,8 @@ class SequenceKind(Kind):
                     SeqEncoder(vocab, emb, enc, 2 * model_cfg.latent_dim),
                     SeqDecoder(),
                     AutoregressiveLikelihood(vocab, model_cfg.latent_dim, emb, dec, layers, model_cfg.input_dropout,
-                                             emits_unk=self.name == "text"))
+                                             emits_unk=self.name == "text",
+                                             grammar=SmilesGrammar(schema["vocab"]) if self.name == "smiles" else None))
 
     def batches(self, n: int, batch_size: int, generator, device, data):
         from .commands import length_buckets

@@ -33,8 +33,10 @@ def length_buckets(x: torch.Tensor, batch_size: int, generator: torch.Generator,
 
 
 @torch.no_grad()
-def generate(vae, num: int, max_length: int, temperature: float = 1.0, seed: int = 0) -> torch.Tensor:
-    """Token rows of `num` samples: z ~ p(z), then tokens from p(x|z) one step at a time."""
+def generate(vae, num: int, max_length: int, temperature: float = 1.0, seed: int = 0,
+             constrained: bool = True) -> torch.Tensor:
+    """Token rows of `num` samples: z ~ p(z), then tokens from p(x|z) one step at a time (for
+    SMILES, kept to the grammar unless not `constrained`)."""
     g = torch.Generator().manual_seed(seed)
     was = vae.training
     vae.eval()
@@ -42,15 +44,20 @@ def generate(vae, num: int, max_length: int, temperature: float = 1.0, seed: int
     for start in range(0, num, CHUNK):
         n = min(CHUNK, num - start)
         px_z = vae.decode(vae.prior.sample(n, 1.0, g, vae.encode))
-        px_z.temperature = temperature
+        px_z.temperature, px_z.constrained = temperature, constrained
         out.append(px_z.generate(max_length, greedy=False, generator=g))
     vae.train(was)
     return torch.cat(out)
 
 
 @torch.no_grad()
-def greedy(vae, z: torch.Tensor, max_length: int) -> torch.Tensor:
-    return torch.cat([vae.decode(part).generate(max_length, greedy=True) for part in z.split(CHUNK)])
+def greedy(vae, z: torch.Tensor, max_length: int, constrained: bool = True) -> torch.Tensor:
+    out = []
+    for part in z.split(CHUNK):
+        px_z = vae.decode(part)
+        px_z.constrained = constrained
+        out.append(px_z.generate(max_length, greedy=True))
+    return torch.cat(out)
 
 
 def write_strings(path: Path, column: str, values: list[str], extra: dict | None = None) -> None:
@@ -78,7 +85,8 @@ def save_final(run_dir, vae, schema: dict, kind: str) -> None:
 
 
 def sample(run, args) -> None:
-    rows = generate(run.vae, args.num, run.schema["max_length"], args.temperature, args.seed)
+    rows = generate(run.vae, args.num, run.schema["max_length"], args.temperature, args.seed,
+                    not getattr(args, "unconstrained", False))
     strings = decode(rows, run.schema["vocab"], run.kind.name)
     out = run.out_path(args.out, "samples.csv")
     write_strings(out, HEADER[run.kind.name], strings)
@@ -130,9 +138,10 @@ def evaluate(run, args, x: torch.Tensor) -> dict:
     SMILES with --reference, the MOSES metrics of a fresh sample."""
     tokens = lengths(x).sum().item()
     out = {"tokens_per_example": tokens / len(x)}
+    constrained = not getattr(args, "unconstrained", False)
     hits = whole = 0
     for xb, _ in batches(x, None, 1000):
-        rec = greedy(run.vae, run.vae.encode(xb).mean, xb.shape[1] - 1)[:, : xb.shape[1]]
+        rec = greedy(run.vae, run.vae.encode(xb).mean, xb.shape[1] - 1, constrained)[:, : xb.shape[1]]
         rec = torch.nn.functional.pad(rec, (0, xb.shape[1] - rec.shape[1]), value=PAD)
         mask = xb != PAD
         hits += ((rec == xb) & mask).sum().item()
@@ -145,15 +154,15 @@ def evaluate(run, args, x: torch.Tensor) -> dict:
         from .chem import moses_metrics
 
         temperature = getattr(args, "temperature", 1.0)
-        samples = decode(generate(run.vae, args.num_samples, run.schema["max_length"], temperature, args.seed),
-                         run.schema["vocab"], "smiles")
+        samples = decode(generate(run.vae, args.num_samples, run.schema["max_length"], temperature, args.seed,
+                                  constrained), run.schema["vocab"], "smiles")
         frames = run.kind.load(run.data_config(args.data_dir), run.schema)[0]
         train = set(decode(frames.train_x, run.schema["vocab"], "smiles"))
         from .chem import canonical_set
 
         train = canonical_set(train)
         out |= moses_metrics(samples, train, Path(reference), cache_path().parent)
-        out["num_samples"], out["temperature"] = len(samples), temperature
+        out["num_samples"], out["temperature"], out["constrained"] = len(samples), temperature, constrained
     return out
 
 

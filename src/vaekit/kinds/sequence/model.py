@@ -60,8 +60,9 @@ class AutoregressiveLikelihood(nn.Module):
     num_params = 1
 
     def __init__(self, vocab_size: int, z_dim: int, embed_dim: int, hidden: int, layers: int, word_dropout: float,
-                 emits_unk: bool = True):
+                 emits_unk: bool = True, grammar=None):
         super().__init__()
+        self.grammar = grammar  # SMILES: the syntax mask generation keeps to (tokens.SmilesGrammar)
         # never generated: <pad>, <bos>, and <unk> where the data has none (SMILES; word dropout
         # only puts it among the inputs)
         self.banned = [PAD, BOS] + ([] if emits_unk else [UNK])
@@ -92,6 +93,7 @@ class TokenSequence(Distribution):
 
     def __init__(self, cond: torch.Tensor, net: AutoregressiveLikelihood, temperature: float = 1.0):
         self.cond, self.net, self.temperature = cond, net, temperature
+        self.constrained = True  # generation keeps to the net's grammar, where it has one
         super().__init__(batch_shape=cond.shape[:-1], validate_args=False)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,28 +112,39 @@ class TokenSequence(Distribution):
 
     @torch.no_grad()
     def generate(self, max_length: int, greedy: bool, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Token rows (N, max_length + 1), each ending at its <eos> (or cut at max_length)."""
+        """Token rows (N, max_length + 1), each ending at its <eos> (or cut at max_length). With a
+        grammar, each step draws from p(x_t | x_<t, z) constrained by it (SmilesGrammar.constrain)."""
         cond = self.cond.reshape(-1, self.cond.shape[-1])
         n = len(cond)
+        grammar = self.net.grammar if self.constrained else None
+        syntax = grammar.start(n, cond.device, max_length + 1) if grammar else None
         out = torch.full((n, max_length + 1), PAD, dtype=torch.long, device=cond.device)
         token = torch.full((n, 1), BOS, dtype=torch.long, device=cond.device)
         done = torch.zeros(n, dtype=torch.bool, device=cond.device)
-        state = None
+        rows, state = torch.arange(n, device=cond.device), None  # the rows of `out` still running
         for t in range(max_length + 1):
             logits, state = self.net.run(cond, token, state)
             logits = logits[:, -1].float()
             logits[:, self.net.banned] = float("-inf")
+            probs = torch.softmax(logits / max(self.temperature, 1e-6), dim=-1)  # (B, V)
+            if grammar:
+                probs = grammar.constrain(syntax, probs)
             if greedy:
-                token = logits.argmax(-1, keepdim=True)
+                token = probs.argmax(-1, keepdim=True)
             else:
-                probs = torch.softmax(logits / max(self.temperature, 1e-6), dim=-1)
                 token = torch.multinomial(probs, 1, generator=generator)
             if t == max_length:
                 token = torch.full_like(token, EOS)
-            out[:, t] = torch.where(done, PAD, token[:, 0])
+            if grammar:
+                grammar.advance(syntax, token[:, 0])
+            out[rows, t] = torch.where(done, PAD, token[:, 0])
             done |= token[:, 0] == EOS
             if done.all():
                 break
+            if 2 * done.sum() > len(done):  # most have ended: run on without them
+                keep = ~done
+                rows, cond, token, state, done = rows[keep], cond[keep], token[keep], state[:, keep], done[keep]
+                syntax = {k: v[keep] for k, v in syntax.items()} if grammar else None
         return out
 
     def sample(self, sample_shape=torch.Size(), generator: torch.Generator | None = None, max_length: int = 100):
