@@ -58,10 +58,10 @@ def test_long_smiles_budgets_train_a_deeper_decoder_at_a_lower_rate():
 
     short, long = config("--max-minutes", "10"), config("--max-minutes", "120")
     assert (short.train.lr, short.model.hidden) == (4e-3, [256, 512])
-    assert (long.train.lr, long.model.hidden) == (2e-3, [256, 512, 512])
+    assert (long.train.lr, long.model.hidden) == (1e-3, [256, 512, 512])
     assert long.train.loss_guard == short.train.loss_guard == 0.05  # the rest of the defaults stay
-    mine = config("--max-minutes", "120", "--lr", "1e-3", "--hidden", "256,512")
-    assert (mine.train.lr, mine.model.hidden) == (1e-3, [256, 512])  # flags win
+    mine = config("--max-minutes", "120", "--lr", "5e-4", "--hidden", "256,512")
+    assert (mine.train.lr, mine.model.hidden) == (5e-4, [256, 512])  # flags win
     assert config().train.lr == 4e-3  # no budget: the epoch defaults
 
 
