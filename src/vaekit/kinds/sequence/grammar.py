@@ -68,10 +68,6 @@ class SmilesGrammar:
             self.table[prev] = torch.tensor([c in follow for c in cats])
             self.table[prev, EOS] = prev in ENDS
 
-    @staticmethod
-    def vocab_of(index: dict) -> list[str]:
-        return sorted(index, key=index.get)
-
     def start(self, n: int, device, max_atoms: int = 128) -> dict:
         for name, value in vars(self).items():
             setattr(self, name, value.to(device))
