@@ -174,9 +174,7 @@ def test_constrained_sampling_writes_valid_molecules_from_an_untrained_decoder()
     z = torch.randn(400, 4)
 
     def valid_fraction(constrained):
-        px_z = net(z)
-        px_z.constrained = constrained
-        rows = px_z.generate(80, greedy=False, generator=torch.Generator().manual_seed(1))
+        rows = net(z).generate(80, greedy=False, generator=torch.Generator().manual_seed(1), constrained=constrained)
         ended = tok.lengths(rows) <= 80  # <eos> by choice, not at the cap
         strings = [s for s, e in zip(tok.decode(rows, vocab, "smiles"), ended) if e]
         return len(strings) / len(rows), sum(Chem.MolFromSmiles(s) is not None for s in strings) / len(strings)

@@ -44,20 +44,16 @@ def generate(vae, num: int, max_length: int, temperature: float = 1.0, seed: int
     for start in range(0, num, CHUNK):
         n = min(CHUNK, num - start)
         px_z = vae.decode(vae.prior.sample(n, 1.0, g, vae.encode))
-        px_z.temperature, px_z.constrained = temperature, constrained
-        out.append(px_z.generate(max_length, greedy=False, generator=g))
+        px_z.temperature = temperature
+        out.append(px_z.generate(max_length, greedy=False, generator=g, constrained=constrained))
     vae.train(was)
     return torch.cat(out)
 
 
 @torch.no_grad()
 def greedy(vae, z: torch.Tensor, max_length: int, constrained: bool = True) -> torch.Tensor:
-    out = []
-    for part in z.split(CHUNK):
-        px_z = vae.decode(part)
-        px_z.constrained = constrained
-        out.append(px_z.generate(max_length, greedy=True))
-    return torch.cat(out)
+    return torch.cat([vae.decode(part).generate(max_length, greedy=True, constrained=constrained)
+                      for part in z.split(CHUNK)])
 
 
 def write_strings(path: Path, column: str, values: list[str], extra: dict | None = None) -> None:

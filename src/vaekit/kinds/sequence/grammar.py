@@ -149,18 +149,18 @@ class SmilesGrammar:
     def advance(self, state: dict, token: torch.Tensor) -> None:
         """Account for the chosen tokens (N,)."""
         cat, rows = self.category[token], torch.arange(len(token), device=token.device)
-        anchor, depth, pending, here = state["anchor"], state["depth"], state["pending"], self.current(state)
+        anchor, depth, pending, this = state["anchor"], state["depth"], state["pending"], self.current(state)
         used = state["used"]
         # an atom: the bond to the anchor uses room at both ends; it becomes its depth's atom
         atom = cat == ATOM
         new = (state["atoms"] + 1).clamp(max=used.shape[1] - 1)
         bond = torch.where(atom & (anchor >= 0), pending, 0)
-        used[rows, here] += bond  # id 0 ("none") soaks up what has no anchor
+        used[rows, this] += bond  # id 0 ("none") soaks up what has no anchor
         a = rows[atom]
         used[a, new[atom]] = bond[atom]
         state["capacity"][a, new[atom]] = self.capacity[token[atom]]
         state["atom"][a, depth[atom]] = new[atom]
-        state["parent"] = torch.where(atom, here, state["parent"])
+        state["parent"] = torch.where(atom, this, state["parent"])
         state["atoms"] = torch.where(atom, new, state["atoms"])
         # a ring bond: opens (at the lowest free number) or closes, with room at both ends
         r = self.ring_of[token]
@@ -168,14 +168,14 @@ class SmilesGrammar:
         opening = state["ring_depth"][rr, cr] < 0
         ring_order, opener = state["ring_order"][rr, cr], state["ring_atom"][rr, cr]
         order = torch.maximum(pending[rr], ring_order)
-        used[rr, here[rr]] += order
+        used[rr, this[rr]] += order
         used[rr, torch.where(opening, 0, opener)] += torch.where(opening, 0, order - ring_order)
         state["here"] &= ~atom[:, None]
         state["here"][rr] |= (state["ring_atom"][rr] == opener[:, None]) & ~opening[:, None] & (opener[:, None] > 0)
         state["here"][rr, cr] = True
         state["ring_depth"][rr, cr] = torch.where(opening, depth[rr], -1)
         state["ring_order"][rr, cr] = torch.where(opening, pending[rr], 1)
-        state["ring_atom"][rr, cr] = torch.where(opening, here[rr], 0)
+        state["ring_atom"][rr, cr] = torch.where(opening, this[rr], 0)
         # the rest: branches move the depth, bonds set the next bond's order
         state["anchor"] = torch.where(atom, depth, torch.where(cat == DOT, -1, anchor))
         state["depth"] = (depth + (cat == OPEN).long() - (cat == CLOSE).long()).clamp(0, MAX_DEPTH - 1)

@@ -62,7 +62,7 @@ class AutoregressiveLikelihood(nn.Module):
     def __init__(self, vocab_size: int, z_dim: int, embed_dim: int, hidden: int, layers: int, word_dropout: float,
                  emits_unk: bool = True, grammar=None):
         super().__init__()
-        self.grammar = grammar  # SMILES: the syntax mask generation keeps to (tokens.SmilesGrammar)
+        self.grammar = grammar  # SMILES: the mask generation keeps to (grammar.SmilesGrammar)
         # never generated: <pad>, <bos>, and <unk> where the data has none (SMILES; word dropout
         # only puts it among the inputs)
         self.banned = [PAD, BOS] + ([] if emits_unk else [UNK])
@@ -93,7 +93,6 @@ class TokenSequence(Distribution):
 
     def __init__(self, cond: torch.Tensor, net: AutoregressiveLikelihood, temperature: float = 1.0):
         self.cond, self.net, self.temperature = cond, net, temperature
-        self.constrained = True  # generation keeps to the net's grammar, where it has one
         super().__init__(batch_shape=cond.shape[:-1], validate_args=False)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,12 +110,14 @@ class TokenSequence(Distribution):
         return (logp * mask).sum(-1).view(lead)
 
     @torch.no_grad()
-    def generate(self, max_length: int, greedy: bool, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Token rows (N, max_length + 1), each ending at its <eos> (or cut at max_length). With a
-        grammar, each step draws from p(x_t | x_<t, z) constrained by it (SmilesGrammar.constrain)."""
+    def generate(self, max_length: int, greedy: bool, generator: torch.Generator | None = None,
+                 constrained: bool = True) -> torch.Tensor:
+        """Token rows (N, max_length + 1), each ending at its <eos> (or cut at max_length). With the
+        net's grammar (unless not `constrained`), each step draws from p(x_t | x_<t, z) kept to it
+        (SmilesGrammar.constrain)."""
         cond = self.cond.reshape(-1, self.cond.shape[-1])
         n = len(cond)
-        grammar = self.net.grammar if self.constrained else None
+        grammar = self.net.grammar if constrained else None
         syntax = grammar.start(n, cond.device, max_length + 1) if grammar else None
         out = torch.full((n, max_length + 1), PAD, dtype=torch.long, device=cond.device)
         token = torch.full((n, 1), BOS, dtype=torch.long, device=cond.device)
