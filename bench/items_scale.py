@@ -66,16 +66,24 @@ def main() -> None:
     p.add_argument("--items", type=int, default=50_000)
     p.add_argument("--minutes", type=float, default=3.0, help="training minutes of each run")
     p.add_argument("--skip-torchrun", action="store_true")
+    p.add_argument("--write", metavar="PATH", help="only write the set to PATH (Parquet)")
     args = p.parse_args()
-    import pandas as pd
+    if args.write:
+        import pandas as pd
 
+        owner, item = generate(args.users, args.items)
+        pd.DataFrame({"user": owner.astype(str), "item": item.astype(str)}).to_parquet(args.write, index=False)
+        print(len(owner))
+        return
     with tempfile.TemporaryDirectory(prefix="vaekit-items-scale-") as tmp:
         tmp = Path(tmp)
         start = time.perf_counter()
-        owner, item = generate(args.users, args.items)
         path = tmp / "interactions.parquet"
-        pd.DataFrame({"user": owner.astype(str), "item": item.astype(str)}).to_parquet(path, index=False)
-        print(f"generated {len(owner):,} interactions of {args.users:,} users and {args.items:,} items "
+        # In a child process: a command's peak RSS (from wait4) counts the memory of the process it
+        # was forked from, so this one must not hold the generated set when it starts them.
+        done = subprocess.run([sys.executable, __file__, "--write", str(path), "--users", str(args.users),
+                               "--items", str(args.items)], capture_output=True, text=True, check=True)
+        print(f"generated {int(done.stdout):,} interactions of {args.users:,} users and {args.items:,} items "
               f"({path.stat().st_size / 1e6:.0f} MB Parquet) in {time.perf_counter() - start:.0f} s", flush=True)
         flags = ["--data", str(path), "--kind", "items", "--user-col", "user", "--item-col", "item",
                  "--max-minutes", str(args.minutes), "--quiet"]

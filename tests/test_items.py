@@ -45,6 +45,28 @@ def test_sparse_rows_densify_exactly():
     assert sparse.shape == (3, 5) and len(sparse) == 3
 
 
+def test_encoder_gathers_sparse_bags_as_it_multiplies_dense_ones(monkeypatch):
+    from vaekit.kinds.items import model
+
+    torch.manual_seed(0)
+    x = (torch.rand(200, 2000) < 0.01).float()  # 1% of the catalogue: the gathering path
+    n = x.sum(1)
+    enc = model.ItemsEncoder(2000, 8, [16], "tanh", dropout=0.5).eval()
+    gathered = enc(x)
+    monkeypatch.setattr(model, "SPARSE_RATIO", 0)  # the dense product, always
+    assert torch.allclose(enc(x), gathered, atol=1e-6)
+    # Training: about half the entries dropped, the others scaled by 2. With unit weights and no
+    # hidden layer the output is the sum of the bag's kept, normalised, scaled entries.
+    linear = model.ItemsEncoder(2000, 1, [], "tanh", dropout=0.5).train()
+    with torch.no_grad():
+        linear.weight.fill_(1.0), linear.bias.zero_()
+    for ratio in (0, 64):  # the dense product, then gathering (1% < 1/64)
+        monkeypatch.setattr(model, "SPARSE_RATIO", ratio)
+        kept = linear(x)[:, 0] * n.sqrt() / 2  # entries kept per user
+        assert torch.allclose(kept, kept.round(), atol=1e-4) and (kept <= n).all()
+        assert 0.45 < kept.sum() / n.sum() < 0.55
+
+
 def test_ranking_metrics_follow_the_papers_definitions():
     heldout = SparseRows.from_lists([np.array([0, 1]), np.array([2])], 4)
     shown = SparseRows.from_lists([np.array([3]), np.array([0])], 4)

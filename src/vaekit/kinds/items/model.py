@@ -38,17 +38,22 @@ class ItemsEncoder(nn.Module):
         self.rest = mlp([width + cond_dim, *hidden[1:], out_dim], activation) if hidden else nn.Identity()
         self.dropout = dropout
 
+    def drop(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(x, self.dropout) if self.training and self.dropout > 0 else x
+
     def forward(self, x, c=None):
-        x = x / x.norm(dim=1, keepdim=True).clamp(min=1e-12)
-        if self.training and self.dropout > 0:
-            x = F.dropout(x, self.dropout)
-        rows, cols = x.nonzero(as_tuple=True)  # the user's (kept) items
+        rows, cols = x.nonzero(as_tuple=True)  # the user's items
         if len(cols) * SPARSE_RATIO < x.numel():
-            # A sparse bag: sum the weight rows of its items (cost ~ the user's items).
+            # A sparse bag: normalise and drop out its entries only, then sum the weight rows of
+            # its items (cost ~ the user's items; dropout over the dense bag took 0.3 s a step
+            # at 50,000 items).
+            values = x[rows, cols]
+            norms = torch.zeros(len(x), dtype=x.dtype, device=x.device).index_add_(0, rows, values * values).sqrt()
+            values = self.drop(values / norms.clamp(min=1e-12)[rows])
             offsets = torch.searchsorted(rows, torch.arange(len(x), device=x.device))
-            h = F.embedding_bag(cols, self.weight, offsets, mode="sum", per_sample_weights=x[rows, cols]) + self.bias
+            h = F.embedding_bag(cols, self.weight, offsets, mode="sum", per_sample_weights=values) + self.bias
         else:  # a dense one: one matrix product beats gathering rows
-            h = torch.addmm(self.bias, x, self.weight)
+            h = torch.addmm(self.bias, self.drop(x / x.norm(dim=1, keepdim=True).clamp(min=1e-12)), self.weight)
         return self.rest(with_condition(self.act(h), c))  # (B, out_dim)
 
 
