@@ -6,9 +6,11 @@ Bad input raises VaekitError, printed as one line `vaekit: error: ...` with exit
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -486,10 +488,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def heap_for_large_tensors():
+    """Serve large tensors from the heap and keep what is freed there, for as long as a command
+    runs. A batch of logits over 50,000 items is 100 MB, above glibc's mmap threshold (32 MB at
+    most), so each one was mapped afresh and the kernel faulted in and zeroed its pages: at a
+    million users, half the CPU time of training (bench/items_scale.py, docs/items.md). glibc
+    only; the defaults come back after, and the kept memory is returned. Code calling `train`
+    itself can wrap it the same way."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt, trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):
+        yield
+        return
+    m_trim_threshold, m_mmap_max = -1, -4
+    mallopt(m_mmap_max, 0)
+    mallopt(m_trim_threshold, 2047 << 20)
+    try:
+        yield
+    finally:
+        mallopt(m_mmap_max, 65536)  # glibc's defaults
+        mallopt(m_trim_threshold, 128 << 10)
+        trim(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with heap_for_large_tensors():
+            args.func(args)
     except VaekitError as e:
         print(f"vaekit: error: {e}", file=sys.stderr)
         return 2

@@ -14,7 +14,6 @@ Under torchrun every rank draws its share of each global batch (see distributed.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import math
 import signal
@@ -251,30 +250,6 @@ def check_data(data: Splits, vae: VAE) -> None:
 
 
 @contextmanager
-def heap_for_large_tensors():
-    """While training, serve large tensors from the heap and keep what is freed there. A batch
-    of logits over 50,000 items is 100 MB, above glibc's mmap threshold (32 MB at most), so each
-    one was mapped afresh and the kernel faulted in and zeroed its pages: at a million users,
-    half the CPU time (bench/items_scale.py). glibc only; the defaults come back after, and the
-    kept memory is returned."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt, trim = libc.mallopt, libc.malloc_trim
-    except (OSError, AttributeError):
-        yield
-        return
-    m_trim_threshold, m_mmap_max = -1, -4
-    mallopt(m_mmap_max, 0)
-    mallopt(m_trim_threshold, 2047 << 20)
-    try:
-        yield
-    finally:
-        mallopt(m_mmap_max, 65536)  # glibc's defaults
-        mallopt(m_trim_threshold, 128 << 10)
-        trim(0)
-
-
-@contextmanager
 def stop_signals():
     """SIGINT / SIGTERM only raise a flag: the loop finishes its step, checkpoints and stops."""
     flag = {"signum": None}
@@ -369,8 +344,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
             if dist.is_main:  # a step-0 checkpoint: something to roll back to, and to resume from
                 ckpt.save_checkpoint(run_dir, vae, run.optimizer, run.generator, state)
         distributed.barrier(dist)
-        with heap_for_large_tensors():
-            fit(run, state, extra, records, progress and dist.is_main)
+        fit(run, state, extra, records, progress and dist.is_main)
     return vae
 
 
