@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import anomaly, explore
+from . import anomaly, distributed, explore
 from . import checkpoint as ckpt
 from .config import Config, load_config
 from .errors import VaekitError
@@ -126,6 +126,7 @@ def cmd_train(args) -> None:
         run_dir = Path(args.out)
         cfg = new_config(args)
     train(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet)
+    distributed.close()
     for name in ("model.safetensors", "curves.png", *kind_of(cfg.data).final_outputs):
         print(f"wrote {run_dir / name}")
 

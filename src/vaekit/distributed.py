@@ -62,3 +62,12 @@ def all_sum(t: torch.Tensor, d: Dist) -> torch.Tensor:
 def barrier(d: Dist) -> None:
     if d.enabled:
         dist.barrier()
+
+
+def close() -> None:
+    """Leave the process group once every rank is done. A rank that exited with the group alive
+    (the others still writing the run's outputs) was once aborted at shutdown by its
+    communication threads ("terminate called without an active exception")."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
