@@ -126,9 +126,9 @@ def cmd_train(args) -> None:
         run_dir = Path(args.out)
         cfg = new_config(args)
     train(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet)
-    distributed.close()
-    for name in ("model.safetensors", "curves.png", *kind_of(cfg.data).final_outputs):
-        print(f"wrote {run_dir / name}")
+    if distributed.close():  # one rank says what the run wrote
+        for name in ("model.safetensors", "curves.png", *kind_of(cfg.data).final_outputs):
+            print(f"wrote {run_dir / name}")
 
 
 def new_config(args) -> Config:

@@ -64,10 +64,13 @@ def barrier(d: Dist) -> None:
         dist.barrier()
 
 
-def close() -> None:
-    """Leave the process group once every rank is done. A rank that exited with the group alive
-    (the others still writing the run's outputs) was once aborted at shutdown by its
-    communication threads ("terminate called without an active exception")."""
+def close() -> bool:
+    """Leave the process group once every rank is done; True on the main process. A rank that
+    exited with the group alive (the others still writing the run's outputs) was once aborted at
+    shutdown by its communication threads ("terminate called without an active exception")."""
+    main = True
     if dist.is_available() and dist.is_initialized():
+        main = dist.get_rank() == 0
         dist.barrier()
         dist.destroy_process_group()
+    return main
