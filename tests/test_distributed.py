@@ -26,6 +26,7 @@ def test_two_processes_match_one(tmp_path):
                           "-m", "vaekit", "train", *ARGS, "--threads", "1", "--out", tmp_path / "two"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("wrote ") == one.stdout.count("wrote ") > 0  # one rank says what it wrote
     a, b = metrics(tmp_path / "one"), metrics(tmp_path / "two")
     assert [r["step"] for r in a] == [r["step"] for r in b]  # the same global batches
     assert a[-1]["train_loss"] < a[0]["train_loss"] - 5 and b[-1]["train_loss"] < b[0]["train_loss"] - 5

@@ -426,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also the Fréchet distance of samples to the test data in a vaekit-trained classifier's features")
     p.add_argument("--synthetic", help="table runs: a synthetic table to score (default: a fresh sample as large "
                                        "as the training rows)")
-    p.add_argument("--max-examples", type=int, help="score at most this many inputs (default: all; sequences 2,000)")
+    p.add_argument("--max-examples", type=int, help="score at most this many inputs (default: all; sequences and item sets 2,000)")
     p.add_argument("--reference", help="SMILES runs: a folder laid out like MOSES's data (test.csv.gz): adds the "
                                        "MOSES metrics of a fresh sample")
     p.add_argument("--num-samples", type=int, default=30_000, help="samples for the MOSES metrics (default 30,000)")
