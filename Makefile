@@ -19,7 +19,7 @@ demo: $(STAMP)
 	@echo "demo run: runs/demo (report.html, samples.png, reconstructions.png, curves.png, samples/)"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 DATA_DIR ?= $(or $(VAEKIT_DATA_DIR),../shared/data)
 

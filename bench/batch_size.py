@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from train_speed import vaekit_epochs  # noqa: E402
 
 import vaekit  # noqa: E402
-from vaekit.data import load_data  # noqa: E402
+from vaekit import load_data  # noqa: E402
 from vaekit.train import resolve_precision  # noqa: E402
 
 # (precision, batch, lr, schedule, warm-up steps); "native" is bf16 where the CPU computes it natively.

@@ -20,7 +20,7 @@ import torch
 
 import vaekit
 from vaekit.checkpoint import read_metrics
-from vaekit.data import load_data
+from vaekit import load_data
 
 GRID = [  # (net, precision, batch size, lr, compile)
     ("mlp", "fp32", 128, 2e-3, False), ("mlp", "bf16", 128, 2e-3, False), ("mlp", "fp16", 128, 2e-3, False),

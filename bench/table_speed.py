@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import vaekit  # noqa: E402
 from vaekit.kinds.table.quality import table_quality  # noqa: E402
-from vaekit.kinds.table.read import read_table  # noqa: E402
+from vaekit.tabular import read_table  # noqa: E402
 from vaekit.kinds.table.sampling import sample_frame  # noqa: E402
 
 COLUMNS = ["age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation",

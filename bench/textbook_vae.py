@@ -100,7 +100,7 @@ def run(images, labels, test_images, epochs, conv=False, log=print):
 
 
 def load_mnist(data_dir):
-    from vaekit.kinds.image import find_idx_dir, load_idx_split
+    from vaekit.kinds.image.read import find_idx_dir, load_idx_split
 
     folder = find_idx_dir("mnist", data_dir)
     (x, y), (tx, _) = load_idx_split(folder, "train"), load_idx_split(folder, "test")

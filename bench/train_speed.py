@@ -42,7 +42,7 @@ import textbook_vae  # noqa: E402
 
 import vaekit  # noqa: E402
 from vaekit.checkpoint import read_metrics  # noqa: E402
-from vaekit.data import load_data  # noqa: E402
+from vaekit import load_data  # noqa: E402
 from vaekit.likelihoods import BernoulliImage  # noqa: E402
 from vaekit.nets import ONEDNN_X86, onednn_mm, set_onednn  # noqa: E402
 from vaekit.objectives import elbo  # noqa: E402

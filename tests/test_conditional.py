@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import vaekit
-from vaekit import quality
+from vaekit.kinds.image import quality
 from vaekit.cli import main
 
 from conftest import small_config

@@ -12,10 +12,20 @@ PRESETS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.json"
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
 def test_every_preset_loads_and_builds(path):
+    import torch
+
+    from vaekit.objectives import elbo
+    from vaekit.priors import PRIORS
+
     cfg = load_config(path)
     shape = (1, 8, 8) if cfg.data.name == "digits" else (1, 28, 28)
     vae = vaekit.VAE(cfg.model, shape)
-    assert sum(p.numel() for p in vae.parameters()) > 0
+    # The preset's choices reach the model: its prior, latent size, and a loss per example.
+    assert type(vae.prior) is type(PRIORS[cfg.model.prior](cfg.model, shape)) and vae.latent_dim == cfg.model.latent_dim
+    x = torch.rand(3, *shape).round()
+    terms = elbo(vae, x, 1.0)
+    assert terms.loss.shape == (3,) and torch.isfinite(terms.loss).all()
+    assert vae.encode(x).mean.shape == (3, cfg.model.latent_dim)
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)

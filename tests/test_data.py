@@ -6,8 +6,9 @@ import torch
 from PIL import Image
 
 from vaekit.config import DataConfig
-from vaekit.data import batch_indices, load_data
-from vaekit.kinds.image import read_idx
+from vaekit import load_data
+from vaekit.data import batch_indices
+from vaekit.kinds.image.read import read_idx
 from vaekit.errors import VaekitError
 
 
@@ -151,8 +152,8 @@ def test_mixed_size_and_unreadable_images_are_refused(tmp_path, mnist_slice):
 
 
 def test_static_binarization_is_fixed_and_binary():
-    a = load_data(DataConfig(binarize="static"))
-    b = load_data(DataConfig(binarize="static"))
+    a = load_data(DataConfig(options={"binarize": "static"}))
+    b = load_data(DataConfig(options={"binarize": "static"}))
     assert torch.equal(a.train_x, b.train_x)
     assert set(a.train_x.unique().tolist()) == {0.0, 1.0}
     assert set(a.test_x.unique().tolist()) == {0.0, 1.0}

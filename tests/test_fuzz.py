@@ -15,8 +15,8 @@ from PIL import Image
 
 import vaekit
 from vaekit.config import DataConfig, load_config
-from vaekit.data import load_data
-from vaekit.kinds.image import read_idx
+from vaekit import load_data
+from vaekit.kinds.image.read import read_idx
 from vaekit.errors import VaekitError
 
 from conftest import small_config
@@ -221,3 +221,44 @@ def test_corpus_wrong_types_in_config(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps(d))
     with pytest.raises(VaekitError, match="latent_dim must be in"):
         load_config(tmp_path / "c.json")
+
+
+# ---- the other kinds' files: tables (CSV, gzipped CSV, Parquet), SMILES, text, interactions
+
+def table_bytes(fmt: str) -> bytes:
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"age": rng.integers(18, 80, 25), "city": rng.choice(["a", "b", "c"], 25),
+                          "score": rng.normal(size=25).round(3), "member": rng.choice([True, False], 25)})
+    if fmt == "parquet":
+        buf = io.BytesIO()
+        frame.to_parquet(buf)
+        return buf.getvalue()
+    text = frame.to_csv(index=False).encode()
+    return gzip.compress(text) if fmt == "csv.gz" else text
+
+
+FILES = {
+    "table.csv": ("table", lambda: table_bytes("csv")),
+    "table.csv.gz": ("table", lambda: table_bytes("csv.gz")),
+    "table.parquet": ("table", lambda: table_bytes("parquet")),
+    "mols.smi": ("smiles", lambda: "\n".join(["CCO", "c1ccccc1", "CC(=O)O", "CCN", "OCCO", "C1CCCCC1"] * 4).encode()),
+    "lines.txt": ("text", lambda: "\n".join(f"the cat sat on mat {i} while it rained" for i in range(25)).encode()),
+    "likes.csv": ("items", lambda: "user,item\n".encode() + "".join(
+        f"u{u},i{(u * 7 + k) % 13}\n" for u in range(12) for k in range(6)).encode()),
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(st.data())
+def test_fuzz_every_kinds_files(tmp_path_factory, data):
+    """Mutated tables, Parquet files, SMILES, text and interaction files load or raise VaekitError."""
+    from vaekit.kinds import registry
+
+    name = data.draw(st.sampled_from(sorted(FILES)))
+    kind, make = FILES[name]
+    path = tmp_path_factory.mktemp("kinds") / name
+    path.write_bytes(data.draw(mutated(make())))
+    cfg = DataConfig(name=str(path), kind=kind)
+    loads_or_refuses(lambda: registry()[kind].load(cfg))

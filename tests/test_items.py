@@ -12,20 +12,17 @@ from vaekit.cli import main
 from vaekit.config import DataConfig
 from vaekit.kinds.items import Options
 from vaekit.kinds.items.data import Bags, fold_in, ids_of, load, read_positives
-from vaekit.kinds.items.ranking import ease_weights, ranking_metrics
+from vaekit.kinds.items.ranking import ease_weights, ranking_metrics, vae_metrics
 from vaekit.kinds.items.sparse import SparseRows
 
-from conftest import SHARED_DATA, one_line_error, vaekit_cli
+from conftest import one_line_error, shared, vaekit_cli
 
 ML = ["--kind", "items", "--user-col", "user_id", "--item-col", "item_id", "--rating-col", "rating", "--min-rating", "4"]
 
 
 @pytest.fixture(scope="module")
 def movielens():
-    path = SHARED_DATA / "movielens-100k" / "ml-100k.inter"
-    if not path.is_file():
-        pytest.skip(f"MovieLens-100K not found under {SHARED_DATA} (set VAEKIT_DATA_DIR)")
-    return path
+    return shared("movielens-100k/ml-100k.inter", "MovieLens-100K")
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +73,10 @@ def test_ranking_metrics_follow_the_papers_definitions():
     assert m["recall@2"] == pytest.approx((1 / 2 + 1 / 1) / 2)
     dcg0 = 1 / np.log2(2)  # user 0: hit at rank 1, miss at rank 2; ideal has 2 hits
     assert m["ndcg@2"] == pytest.approx((dcg0 / (1 + 1 / np.log2(3)) + 1.0) / 2)
+    # A catalogue of 4 items ranks all of them for any larger K (a crash with K=100 before).
+    wide = ranking_metrics(lambda x: scores[: len(x)], shown, heldout, ks=(3, 20, 100))
+    assert wide["recall@100"] == wide["recall@20"] == wide["recall@3"] == 1.0
+    assert wide["ndcg@100"] == pytest.approx(wide["ndcg@3"]) and wide["ndcg@3"] < 1.0
 
 
 def test_ease_closed_form_has_zero_diagonal_and_fits_the_gram():
@@ -133,7 +134,10 @@ def test_training_picks_the_best_validation_epoch(run):
     ndcg = [r["val_ndcg@100"] for r in records]
     assert max(ndcg) > ndcg[0] + 0.05
     best = int(np.argmax(ndcg)) + 1
-    assert open_run(run).vae is not None
+    loaded = open_run(run)
+    splits = loaded.splits()
+    again = vae_metrics(loaded.vae, splits.val_x, splits.extra["val_heldout"], ks=(100,))["ndcg@100"]
+    assert again == pytest.approx(max(ndcg), abs=1e-5)  # the model kept is the best epoch's
     from safetensors import safe_open
 
     with safe_open(run / "model.safetensors", "pt") as f:

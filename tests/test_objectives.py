@@ -124,7 +124,7 @@ def test_log_weights_shapes(trained, digits):
 
 
 def test_sample_quality_distance_ranks_real_trained_untrained(trained, digits):
-    from vaekit import quality
+    from vaekit.kinds.image import quality
 
     net = quality.train_feature_net(digits.train_x, digits.train_y)
     reference = quality.feature_stats(net, digits.train_x)

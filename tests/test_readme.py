@@ -33,6 +33,13 @@ def test_image_quick_start_runs(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "runs" / "quickstart" / "model.safetensors").is_file()
 
 
+def test_python_quick_start_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(python_block("molecules (`model.optimize`)."), "README Python", "exec"), {})
+    shapes = capsys.readouterr().out.strip().splitlines()[-1]
+    assert shapes.startswith("(16, 8) (16,) ") and 0 < float(shapes.split()[-1]) < 100
+
+
 def head_gz(source: Path, target: Path, lines: int) -> None:
     with gzip.open(source, "rt") as f, gzip.open(target, "wt") as out:
         out.writelines(line for _, line in zip(range(lines), f))

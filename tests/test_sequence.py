@@ -17,16 +17,14 @@ from vaekit.kinds.sequence import tokens as tok
 from vaekit.kinds.sequence.data import sentences
 from vaekit.kinds.sequence.model import AutoregressiveLikelihood
 
-from conftest import SHARED_DATA, one_line_error, vaekit_cli
+from conftest import SHARED_DATA, one_line_error, shared, vaekit_cli
 
 SMALL = ["--hidden", "64,128", "--latent-dim", "8", "--batch-size", "64", "--precision", "fp32", "--quiet"]
 
 
 @pytest.fixture(scope="module")
 def molecules(tmp_path_factory):
-    path = SHARED_DATA / "moses" / "train.csv.gz"
-    if not path.is_file():
-        pytest.skip(f"MOSES not found under {SHARED_DATA} (set VAEKIT_DATA_DIR)")
+    path = shared("moses/train.csv.gz", "MOSES")
     with gzip.open(path, "rt") as f:
         lines = [next(f) for _ in range(3001)]
     out = tmp_path_factory.mktemp("mols") / "mols.csv"
@@ -43,18 +41,15 @@ def smiles_run(molecules, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def book(tmp_path_factory):
-    path = SHARED_DATA / "austen" / "persuasion.txt.gz"
-    if not path.is_file():
-        pytest.skip(f"Austen's novels not found under {SHARED_DATA} (set VAEKIT_DATA_DIR)")
-    return path
+    return shared("austen/persuasion.txt.gz", "Austen's novels")
 
 
 def test_long_smiles_budgets_train_a_deeper_decoder_at_a_lower_rate():
-    from vaekit.cli import build_parser, new_config
+    from vaekit.cli import build_parser, config_flags, new_config
 
     def config(*flags):
-        return new_config(build_parser().parse_args(["train", "--data", "m.csv", "--kind", "smiles", "--out", "r",
-                                                     *flags]))
+        args = build_parser().parse_args(["train", "--data", "m.csv", "--kind", "smiles", "--out", "r", *flags])
+        return new_config(None, config_flags(args))
 
     short, long = config("--max-minutes", "10"), config("--max-minutes", "120")
     assert (short.train.lr, short.model.hidden) == (4e-3, [256, 512])

@@ -16,7 +16,7 @@ from vaekit.errors import VaekitError
 from vaekit.kinds.table import columns as cols
 from vaekit.kinds.table.model import Columns, Layout
 from vaekit.kinds.table.quality import table_quality
-from vaekit.kinds.table.read import read_table
+from vaekit.tabular import read_table
 
 from conftest import one_line_error, vaekit_cli
 

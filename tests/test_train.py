@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 import vaekit
 from vaekit.checkpoint import read_metrics
-from vaekit.data import load_data
+from vaekit import load_data
 from vaekit.metrics import evaluate_elbo
 from vaekit.config import TrainConfig
 from vaekit.distributed import Dist
@@ -43,12 +43,12 @@ def test_saved_run_reloads_to_identical_outputs(tmp_path, digits):
 def test_resume_equals_uninterrupted(tmp_path, digits, binarize, ema):
     # A constant rate: the run is extended from 2 to 4 epochs, and a cosine schedule depends on the length.
     full = small_config(epochs=4, kl_warmup_epochs=2, grad_clip=5.0, lr_schedule="constant", warmup_steps=0, ema=ema)
-    full.data.binarize = binarize
+    full.data.options = {"binarize": binarize}
     data = load_data(full.data)
     train(full, tmp_path / "full", data=data, progress=False)
 
     short = small_config(epochs=2, kl_warmup_epochs=2, grad_clip=5.0, lr_schedule="constant", warmup_steps=0, ema=ema)
-    short.data.binarize = binarize
+    short.data.options = {"binarize": binarize}
     train(short, tmp_path / "part", data=data, progress=False)
     short.train.epochs = 4
     train(short, tmp_path / "part", resume=True, data=data, progress=False)

@@ -104,7 +104,7 @@ def read_cache(key: str) -> dict | None:
 
 def write_cache(key: str, entry: dict) -> None:
     """Best effort: an unwritable cache only means measuring again next time."""
-    from .checkpoint import atomic_write
+    from .files import atomic_write
 
     path = cache_path()
     try:
@@ -120,7 +120,9 @@ def write_cache(key: str, entry: dict) -> None:
 
 
 def time_steps(step, batches: list, precision: str, onednn: bool) -> float:
-    """Seconds per step of `step(batch, precision)` over STEPS_PER_ROUND batches."""
+    """Seconds per step of `step(batch, precision)` over the (non-empty) `batches`."""
+    if not batches:
+        raise ValueError("time_steps needs at least one batch")
     previous = set_onednn(onednn)
     try:
         start = time.perf_counter()
@@ -139,7 +141,9 @@ def measure(make_step, batches: list, options: dict[str, tuple[str, bool]]) -> d
     taught nothing)."""
     steps = {name: make_step() for name in options}
     warm = {name: time_steps(steps[name], batches[:1], *options[name]) for name in options}
-    per_round = batches[:STEPS_PER_ROUND] if max(warm.values()) < SLOW_STEP else batches[1:2]
+    # Slow steps are timed one at a time, on a batch other than the warm one where there is one
+    # (data of a single batch has only that one: a 300-row table, 600 users).
+    per_round = batches[:STEPS_PER_ROUND] if max(warm.values()) < SLOW_STEP else (batches[1:2] or batches[:1])
     rounds = {name: [] for name in options}
     live = list(options)
     start = time.perf_counter()

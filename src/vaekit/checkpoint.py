@@ -1,5 +1,5 @@
-"""The run directory, vaekit's unit of persistence. No pickle anywhere: tensors go to
-safetensors, everything else to JSON, and every file is written atomically.
+"""The run directory, vaekit's unit of persistence, assembled from the formats of files.py. No
+pickle anywhere: tensors go to safetensors, everything else to JSON, every file written atomically.
 
     RUN/config.json              the Config the run was trained with
     RUN/schema.json              what the data kind fitted on the training split (columns, ...)
@@ -15,24 +15,18 @@ bytes do not match is refused.
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import hashlib
 import json
 import math
-import os
-import tempfile
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
 from .config import Config, build
 from .errors import VaekitError
+# The file formats a run is made of (re-exported: benches and kinds' older code call them here).
+from .files import (atomic_write, dump_safetensors, lock_run, read_json, read_safetensors,  # noqa: F401
+                    write_json, write_npy)
 
 FORMAT = "vaekit-run-1"
 
@@ -52,124 +46,6 @@ class TrainState:
     lr_scale: float = 1.0  # halved at each rollback
     train_seconds: float = 0.0  # time spent in training epochs (the --max-minutes budget)
     time_up: bool = False  # the --max-minutes budget is spent: the run is complete
-
-
-# ---------------------------------------------------------------- atomic files
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`. The file gets
-    the permissions any new file gets (0666 less the umask), not mkstemp's owner-only 0600."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise VaekitError(f"{path}: cannot write ({e.strerror})") from None
-    try:
-        os.fchmod(fd, 0o666 & ~current_umask())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        kept = "; the previous version is intact" if path.exists() else ""
-        raise VaekitError(f"{path}: cannot write ({e.strerror or e}){kept}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_npy(path: Path, array) -> None:
-    import io
-
-    import numpy as np
-
-    buf = io.BytesIO()
-    np.save(buf, array)
-    atomic_write(path, buf.getvalue())
-
-
-def write_json(path: Path, obj) -> None:
-    atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
-def read_json(path: Path):
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise VaekitError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise VaekitError(f"{path}: not valid JSON ({e})") from None
-
-
-def dump_safetensors(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> bytes:
-    """safetensors bytes whose header records the SHA-256 of the tensor bytes."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    plain = st_save(tensors, meta)
-    body = plain[8 + int.from_bytes(plain[:8], "little"):]  # the layout does not depend on metadata
-    return st_save(tensors, {**meta, "sha256": hashlib.sha256(body).hexdigest()})
-
-
-def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a vaekit safetensors file, after checking its integrity hash."""
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise VaekitError(f"{path}: file not found") from None
-    except OSError as e:
-        raise VaekitError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        n = int.from_bytes(raw[:8], "little")
-        if len(raw) < 8 or n > len(raw) - 8:
-            raise ValueError(f"header length {n} exceeds the file's {len(raw)} bytes")
-        meta = json.loads(raw[8 : 8 + n]).get("__metadata__", {}) or {}
-        tensors = st_load(raw)
-    except (SafetensorError, ValueError, UnicodeDecodeError, AttributeError) as e:
-        raise VaekitError(f"{path}: not a valid safetensors file ({e})") from None
-    if meta.get("sha256") != hashlib.sha256(raw[8 + n:]).hexdigest():
-        raise VaekitError(f"{path}: integrity check failed (weights do not match the recorded SHA-256)")
-    return tensors, meta
-
-
-@contextmanager
-def lock_run(run_dir: Path, create: bool, active: bool = True):
-    """Hold RUN/.lock for the life of a training process; a second process is refused.
-    The kernel drops the lock when the process dies, even by SIGKILL."""
-    if not active:
-        yield
-        return
-    run_dir = Path(run_dir)
-    if create:
-        if run_dir.exists() and not run_dir.is_dir():
-            raise VaekitError(f"{run_dir}: exists and is not a directory")
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise VaekitError(f"{run_dir}: cannot create run directory ({e.strerror})") from None
-    elif not run_dir.is_dir():
-        raise VaekitError(f"{run_dir}: run directory not found")
-    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o666)  # less the umask, as any new file
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise VaekitError(f"{run_dir}: in use by another vaekit process (pid {holder})") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 # ---------------------------------------------------------------- run directory
@@ -335,13 +211,17 @@ class LoadedRun:
 
     def inputs(self, name: str | None = None, data_dir: str | None = None):
         """(x, y) from the file `name`, or the run's test split; checked against the model."""
-        x, y = self.kind.inputs(self.data_config(data_dir), self.schema, name)
+        return self.inputs_with_ids(name, data_dir)[:2]
+
+    def inputs_with_ids(self, name: str | None = None, data_dir: str | None = None):
+        """(x, y, ids): `inputs` read once, with the names the kind gives them (or None)."""
+        x, y, ids = self.kind.inputs(self.data_config(data_dir), self.schema, name)
         shown = name or self.cfg.data.name
         if tuple(x.shape[1:]) != self.vae.x_shape:
             raise VaekitError(f"{shown}: examples of shape {tuple(x.shape[1:])}, the model takes {self.vae.x_shape}")
         if self.vae.conditional and y is None:
             raise VaekitError(f"{shown}: a conditional VAE needs labelled inputs")
-        return x, y
+        return x, y, ids
 
     def out_path(self, out: str | None, default: str) -> Path:
         """`out`, or `default` inside the run directory; its folder must exist."""
@@ -349,15 +229,6 @@ class LoadedRun:
         if not path.parent.is_dir():
             raise VaekitError(f"{path.parent}: output directory not found")
         return path
-
-    def posterior_sampler(self, num_components: int, seed: int, data_dir: str | None = None):
-        """A Gaussian mixture over the posterior means of (up to 10,000) training examples."""
-        from . import explore
-
-        splits = self.splits(data_dir)
-        y = None if splits.train_y is None else splits.train_y[:10_000]
-        mu, _ = explore.embed(self.vae, splits.train_x[:10_000], y=self.vae.labels_for(y))
-        return explore.PosteriorSampler(num_components, seed=seed).fit(mu)
 
 
 def open_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:

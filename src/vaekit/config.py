@@ -9,63 +9,85 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import VaekitError
+from .options import option
 
-BINARIZE = ("none", "static", "dynamic")
 MAX_WIDTH = 65536  # no layer or latent space wider than this: a config cannot ask for terabytes
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
 class DataConfig:
-    """Which data set and how it is prepared."""
+    """Which data set and how it is split; the kind's own options are in `options`."""
 
-    name: str = "digits"  # digits | mnist | fashion-mnist | path to a file or folder of the data
-    # The data kind (kinds/): image | table | ...; auto: from the name (a .csv/.tsv/.parquet file
-    # is a table, the named sets, arrays and image folders are images).
-    kind: str = "auto"
-    data_dir: str | None = None  # folder of IDX files; falls back to $VAEKIT_DATA_DIR
-    test_data: str | None = None  # a file of test examples (default: a held-out share of `name`)
-    binarize: str = "none"  # none | static (once, fixed seed) | dynamic (re-sampled each epoch)
-    # Share of the training split held out for validation; None: 1/60 for sets that ship a test
-    # split (1,000 of MNIST's 60,000), 0.1 for the rest.
-    val_fraction: float | None = None
-    test_fraction: float = 0.2  # share held out for test where the set has no test split
-    split_seed: int = 0  # seed of the train/val/test split and of static binarization
-    # Labels left out of training and validation (the test split keeps them): the held-out-class
-    # anomaly experiment trains on the rest and scores these as anomalies.
-    exclude_classes: list[int] = field(default_factory=list)
-    max_train: int | None = None  # use at most this many training examples (quick experiments)
+    name: str = option("digits", "digits | mnist | fashion-mnist | a file (.npy/.npz, .csv/.tsv/.parquet, .smi, "
+                                  ".txt, .inter, ...) or an image folder", flag="--data")
+    # The data kind (kinds/); auto: the kind whose data `name` looks like.
+    kind: str = option("auto", "the data kind: image, table, items, smiles, text (default: from --data, e.g. a "
+                               ".csv is a table)", flag="--kind")
+    data_dir: str | None = option(None, "folder of the named data sets' files (default: $VAEKIT_DATA_DIR)")
+    test_data: str | None = option(None, "a file of test examples (default: a held-out share of --data)")
+    # None: the kind's usual share (images: 1/60 for sets that ship a test split, 1,000 of MNIST's
+    # 60,000; 0.1 for the rest).
+    val_fraction: float | None = option(None, "share of the training data held out for validation")
+    test_fraction: float = option(0.2, "share held out for test when there is no test split")
+    split_seed: int = option(0, "seed of the train / validation / test split (default 0)")
+    max_train: int | None = option(None, "use at most this many training examples")
     options: dict = field(default_factory=dict)  # the kind's own options (its Options dataclass)
 
     def __post_init__(self):
-        if self.binarize not in BINARIZE:
-            raise VaekitError(f"binarize must be one of {', '.join(BINARIZE)}, got {self.binarize!r}")
         for name in ("val_fraction", "test_fraction"):
             if getattr(self, name) is not None and not 0.0 <= getattr(self, name) < 1.0:
                 raise VaekitError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+
+# Keys of `data` that belong to one kind's options now; JSON written before (presets, runs) still loads.
+MOVED_DATA_KEYS = {"binarize": "none", "exclude_classes": []}
+
+
+def moved_into_options(data: dict) -> dict:
+    """A `data` section with the keys that became image options moved into `options` (left out
+    where they hold their old default, which every kind took)."""
+    if not isinstance(data, dict) or not MOVED_DATA_KEYS.keys() & data.keys():
+        return data
+    data = dict(data)
+    options = dict(data.get("options") or {})
+    for key, default in MOVED_DATA_KEYS.items():
+        if key in data:
+            value = data.pop(key)
+            if value != default:
+                options.setdefault(key, value)
+    return data | {"options": options}
 
 
 @dataclass
 class ModelConfig:
     """Networks, likelihood p(x|z) and prior p(z)."""
 
-    net: str = "mlp"  # mlp | conv
-    latent_dim: int = 20
-    hidden: list[int] = field(default_factory=lambda: [400])  # MLP layers ([]: linear); conv: the dense layer
-    conv_channels: list[int] = field(default_factory=lambda: [32, 64])  # conv: its two stride-2 convolutions
-    activation: str = "relu"  # relu | tanh | elu | gelu
-    likelihood: str = "bernoulli"  # bernoulli | gaussian | gaussian-learned
-    sigma: float = 0.1  # std of the fixed-variance Gaussian likelihood
-    prior: str = "normal"  # normal | mog (mixture of Gaussians) | vamp (VampPrior) | hierarchical
-    prior_components: int = 10  # mixture components or VampPrior pseudo-inputs
+    net: str = option("mlp", "the network", flag="--model", choices=("mlp", "conv"))
+    latent_dim: int = option(20, "latent dimensions")
+    hidden: list[int] = option(help="layer sizes, e.g. 400 or 512,256; none: a linear encoder and decoder",
+                               default_factory=lambda: [400])  # MLP layers ([]: linear); conv: the dense layer
+    conv_channels: list[int] = option(help="conv net: channels of its two stride-2 convolutions (default 32,64)",
+                                      default_factory=lambda: [32, 64])
+    activation: str = option("relu", "activation between layers", choices=("relu", "tanh", "elu", "gelu"))
+    likelihood: str = option("bernoulli", "p(x|z) of image data",
+                             choices=("bernoulli", "gaussian", "gaussian-learned", "discretized-logistic"))
+    sigma: float = option(0.1, "std of the fixed Gaussian likelihood")
+    prior: str = option("normal", "p(z): normal, a mixture of Gaussians, a VampPrior or a second stochastic layer",
+                        choices=("normal", "mog", "vamp", "hierarchical"))
+    prior_components: int = option(10, "mixture components / VampPrior pseudo-inputs")
     # > 0: q(z|x) starts with this standard deviation (the encoder's log-variance bias) instead of
     # ~1. Small values let z carry signal from the first step: tanh nets with a VampPrior otherwise
     # stay on a plateau where the decoder ignores z (docs/evaluation.md).
-    posterior_init_std: float = 0.0
-    top_latent_dim: int = 50  # hierarchical: the second stochastic layer z2
-    top_hidden: list[int] = field(default_factory=lambda: [50, 50])  # hierarchical: z1 <-> z2 layers
-    num_classes: int = 0  # > 0: a conditional VAE on labels 0..num_classes-1
-    input_dropout: float = 0.5  # item sets: dropout on the input bag (Liang et al., 2018); sequences: word dropout
+    posterior_init_std: float = option(0.0, "q(z|x) starts with this std instead of ~1 (e.g. 0.05: tanh nets with "
+                                            "a VampPrior or two layers)")
+    top_latent_dim: int = option(50, "hierarchical: size of the second stochastic layer")
+    top_hidden: list[int] = option(help="hierarchical: hidden sizes between the two layers",
+                                   default_factory=lambda: [50, 50])
+    num_classes: int = option(0, "> 0: a conditional VAE on labels 0..N-1")
+    # Item sets: dropout on the input bag (Liang et al., 2018); sequences: word dropout.
+    input_dropout: float = option(0.5, "item sets: dropout on the encoder's input (default 0.5); sequences: word "
+                                       "dropout (default 0)")
 
     def __post_init__(self):
         if not 1 <= self.latent_dim <= MAX_WIDTH:
@@ -92,43 +114,57 @@ class ModelConfig:
 class TrainConfig:
     """The optimisation: Adam, schedules, stopping, precision."""
 
-    epochs: int = 10  # with max_minutes, an upper bound
-    max_minutes: float = 0.0  # > 0: stop cleanly after this many minutes of training; cosine spans them
-    batch_size: int | None = None  # None: the network's fast default (FAST_DEFAULTS)
-    lr: float | None = None  # None: the network's fast default, scaled for a batch size given
-    lr_schedule: str = "cosine"  # constant | cosine (to 0 at the last step)
-    warmup_steps: int = 500  # linear learning-rate warm-up, at most a quarter of the run's steps
-    objective: str = "elbo"  # elbo | iwae (Burda et al., 2015)
-    iw_samples: int = 5  # importance samples per example of the IWAE objective
-    free_bits: float = 0.0  # nats per latent dimension below which KL is not penalised (Kingma et al., 2016)
-    beta: float = 1.0  # weight of the KL term (beta-VAE)
-    weight_decay: float = 0.0  # decoupled weight decay (AdamW); 0: plain Adam
-    kl_warmup_epochs: float = 0.0  # KL weight rises linearly from 0 to beta over these epochs
-    grad_clip: float = 0.0  # max global gradient norm; 0 turns clipping off
+    epochs: int = option(10, "epochs (with --max-minutes, an upper bound)")
+    max_minutes: float = option(0.0, "stop cleanly after this many minutes of training (the cosine schedule spans "
+                                     "them); --epochs, when given, still caps the run")
+    # > 0: a run of few examples takes at least this many optimizer steps (epochs are raised to
+    # reach it) in batches of at most a SMALL_DATA_BATCHES-th of the training examples: counted in
+    # epochs, an 800-row table at batch 512 got 60 updates (train.scaled_to_data)
+    min_steps: int = option(0, "a small data set trains for at least this many steps, in batches of at most an "
+                               "eighth of it (tables: 2,000; 0: off)")
+    batch_size: int | None = option(None, "examples per step (default: the network's fast default)")
+    lr: float | None = option(None, "learning rate (default: the network's, scaled for a batch size given)")
+    lr_schedule: str = option("cosine", "constant, or cosine to 0 at the last step", choices=("constant", "cosine"))
+    warmup_steps: int = option(500, "linear learning-rate warm-up (at most a quarter of the run)")
+    objective: str = option("elbo", "the ELBO, or the importance-weighted bound (Burda et al., 2015)",
+                            choices=("elbo", "iwae"))
+    iw_samples: int = option(5, "importance samples of the IWAE objective")
+    free_bits: float = option(0.0, "nats per latent dimension free of KL pressure (Kingma et al., 2016)")
+    beta: float = option(1.0, "KL weight (beta-VAE)")
+    weight_decay: float = option(0.0, "decoupled weight decay (AdamW; default 0, plain Adam)")
+    kl_warmup_epochs: float = option(0.0, "epochs of linear KL warm-up", flag="--kl-warmup")
+    grad_clip: float = option(0.0, "max gradient norm (0: off)")
     # > 0: validate, keep and save an exponential moving average of the weights (Polyak averaging),
     # updated every step with this decay
-    ema: float = 0.0
+    ema: float = option(0.0, "decay of a moving average of the weights, the model kept (0: off)")
     # > 0: when the smoothed training loss climbs this share above its best (after the warm-ups),
     # go back to the weights of that best with half the learning rate (train.py LossGuard)
-    loss_guard: float = 0.0
-    patience: int = 0  # early stopping after this many epochs without validation gain; 0 = off
-    seed: int = 0
-    precision: str = "auto"  # auto (measured: bf16 or fp32 on a CPU; fp32 on CUDA) | fp32 | bf16 | fp16 (CUDA)
-    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
-    device: str = "cpu"  # cpu | cuda | cuda:N
-    compile: bool | None = None  # torch.compile the training step (eager if it fails); None: long CPU runs only
-    channels_last: bool = True  # NHWC memory format for the conv net
-    tf32: bool = True  # TensorFloat-32 matrix products for fp32 on CUDA
+    loss_guard: float = option(0.0, "go back to the best weights with half the rate when the smoothed training "
+                                    "loss climbs this share above its best (0: off)", metavar="SHARE")
+    patience: int = option(0, "early-stopping patience in epochs (0: off)")
+    seed: int = option(0, "random seed of the weights and the data order")
+    precision: str = option("auto", "auto (the default): on a CPU the faster of bf16 and fp32, measured; fp32 on "
+                                    "CUDA", choices=PRECISIONS)
+    threads: int = option(0, "torch intra-op threads (0: torch's default)")
+    device: str = option("cpu", "cpu | cuda | cuda:N")
+    compile: bool | None = option(None, "torch.compile the training step (default: on for CPU runs of 20,000+ "
+                                        "steps, where it pays)")
+    channels_last: bool = option(True, "NHWC memory format for the conv net (default on)")
+    tf32: bool = option(True, "TF32 matrix products for fp32 on CUDA (default on)")
     # fp32 dense layers on x86 CPUs through oneDNN instead of torch.mm; None: whichever measures faster
-    onednn: bool | None = None
+    onednn: bool | None = option(None, "fp32 dense layers on x86 CPUs through oneDNN instead of torch.mm "
+                                       "(default: whichever measures faster)")
     # Time the open precision / oneDNN choices on this machine before a new CPU run (calibrate.py)
-    calibrate: bool = True
-    num_samples: int = 64  # prior samples pictured each epoch
-    checkpoint_every: int = 0  # also checkpoint every N steps mid-epoch (0: at epoch ends only)
-    checkpoint_minutes: float = 0.0  # also checkpoint when this many minutes have passed (0: off)
+    calibrate: bool = option(True, "time bf16 / fp32 (oneDNN or torch.mm) steps on this machine and train with "
+                                   "the fastest (default on; cached per machine and model; explicit --precision / "
+                                   "--onednn win)")
+    num_samples: int = field(default=64)  # prior samples pictured each epoch (not a flag)
+    checkpoint_every: int = option(0, "also checkpoint every N steps")
+    checkpoint_minutes: float = option(0.0, "also checkpoint every M minutes")
     # A run directory whose trained weights this run starts from (fine-tuning, e.g. with the IWAE
     # objective after an ELBO run); the optimizer and schedules start afresh.
-    init_from: str | None = None
+    init_from: str | None = option(None, "start from RUN's trained weights, model and data (fine-tuning); the "
+                                         "training flags and --config set the new recipe", metavar="RUN")
 
     def __post_init__(self):
         if self.epochs < 1 or (self.batch_size is not None and self.batch_size < 1):
@@ -141,6 +177,8 @@ class TrainConfig:
             raise VaekitError(f"max_minutes must be >= 0, got {self.max_minutes}")
         if self.loss_guard < 0:
             raise VaekitError(f"loss_guard must be >= 0, got {self.loss_guard}")
+        if self.min_steps < 0:
+            raise VaekitError(f"min_steps must be >= 0, got {self.min_steps}")
         if self.warmup_steps < 0:
             raise VaekitError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.precision not in PRECISIONS:
@@ -151,6 +189,13 @@ class TrainConfig:
             raise VaekitError(f"ema must be in [0, 1), got {self.ema}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise VaekitError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
+
+
+# Each config field's section, by name (field names are unique across the three): what
+# vaekit.fit(epochs=20, latent_dim=8, ...) sets.
+SECTION_FIELDS = {f.name: section for section, cls in (("data", DataConfig), ("model", ModelConfig),
+                                                       ("train", TrainConfig))
+                  for f in dataclasses.fields(cls) if f.name != "options"}
 
 
 # Batch size and learning rate where a config leaves them unset: the fast path, per network,
@@ -177,6 +222,7 @@ class Config:
         unknown = set(d) - {"data", "model", "train"}
         if unknown:
             raise VaekitError(f"{source}: unknown section(s) {sorted(unknown)}")
+        d = d | ({"data": moved_into_options(d["data"])} if "data" in d else {})
         parts = {name: build(kind, d.get(name, {}), f"{source}: '{name}'")
                  for name, kind in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig))}
         return cls(**parts)
@@ -232,25 +278,25 @@ def load_config(path: str | Path) -> Config:
 def type_ok(value, annotation: str) -> bool:
     """Does a JSON value fit a field annotated `annotation` (int, float, str, bool, list[int],
     list[str], dict, X | None)?"""
-    for option in (a.strip() for a in annotation.split("|")):
-        if option == "None" and value is None:
+    for typ in (a.strip() for a in annotation.split("|")):
+        if typ == "None" and value is None:
             return True
-        if option == "bool" and isinstance(value, bool):
+        if typ == "bool" and isinstance(value, bool):
             return True
         if isinstance(value, bool):
             continue
-        if option == "int" and isinstance(value, int):
+        if typ == "int" and isinstance(value, int):
             return True
-        if option == "float" and isinstance(value, (int, float)) and math.isfinite(value):
+        if typ == "float" and isinstance(value, (int, float)) and math.isfinite(value):
             return True
-        if option == "str" and isinstance(value, str):
+        if typ == "str" and isinstance(value, str):
             return True
-        if option == "list[int]" and isinstance(value, list) and all(
+        if typ == "list[int]" and isinstance(value, list) and all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value):
             return True
-        if option == "list[str]" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        if typ == "list[str]" and isinstance(value, list) and all(isinstance(v, str) for v in value):
             return True
-        if option == "dict" and isinstance(value, dict):
+        if typ == "dict" and isinstance(value, dict):
             return True
     return False
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .config import DataConfig
 from .errors import VaekitError
 
 
@@ -41,6 +40,8 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     """A seeded random split: (kept, held_out) index arrays."""
     perm = np.random.default_rng(seed).permutation(n)
     held = int(round(n * fraction))
+    if fraction > 0 and held == 0 and n > 2:  # a few examples still leave one out to check on
+        held = 1
     if held and n - held < 1:
         raise VaekitError(f"too few examples ({n}) to hold out {fraction:.0%}")
     return np.sort(perm[held:]), np.sort(perm[:held])
@@ -52,18 +53,6 @@ def as_tensor(a: np.ndarray | None, dtype=torch.float32) -> torch.Tensor | None:
         return None
     t = torch.from_numpy(np.require(a, requirements="CW"))
     return t.to(dtype).div_(255) if a.dtype == np.uint8 and dtype.is_floating_point else t.to(dtype)
-
-
-def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Sample each pixel as Bernoulli(x): the dynamic binarization of Salakhutdinov & Murray (2008)."""
-    return torch.bernoulli(x, generator=generator)
-
-
-def load_data(cfg: DataConfig) -> Splits:
-    """Load, validate and split the configured data set, whatever its kind (see kinds/)."""
-    from .kinds import kind_of
-
-    return kind_of(cfg).load(cfg)[0]
 
 
 def batches(x: torch.Tensor, y: torch.Tensor | None, batch_size: int):

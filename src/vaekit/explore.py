@@ -77,6 +77,10 @@ def project_2d(z: np.ndarray, method: str = "pca") -> np.ndarray:
         return z
     if z.shape[1] == 1:
         return np.concatenate([z, np.zeros_like(z)], axis=1)
+    if len(z) < 3:  # too few points to project: the first two axes
+        return z[:, :2]
+    if method == "tsne" and len(z) <= 30:
+        raise VaekitError(f"t-SNE needs more than 30 points (its perplexity), got {len(z)}; use --projection pca")
     if method == "pca":
         from sklearn.decomposition import PCA
 
@@ -112,3 +116,10 @@ class PosteriorSampler:
         eps = rng.standard_normal((num, self.gmm.means_.shape[1]))
         z = self.gmm.means_[comp] + temperature * np.einsum("nij,nj->ni", chol[comp], eps)
         return torch.from_numpy(z).float()
+
+
+def pair_indices(n: int, pairs: int, seed: int) -> torch.Tensor:
+    """2 * pairs distinct random indices below n: pairs are (idx[0], idx[1]), (idx[2], idx[3]), ..."""
+    if n < 2 * pairs:
+        raise VaekitError(f"need {2 * pairs} inputs for {pairs} pairs, got {n}")
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: 2 * pairs]

@@ -110,7 +110,8 @@ def latent_diagnostics(vae, x: torch.Tensor, batch_size: int = 1000, threshold: 
         per_dim = kl_per_dim(qz_x, pz)
         if per_dim is not None:
             kls.append(per_dim)
-    activity = torch.cat(means).var(dim=0)  # (D,)
+    means = torch.cat(means)
+    activity = means.var(dim=0) if len(means) > 1 else torch.zeros(means.shape[1])  # (D,); one input varies nowhere
     return {
         "kl_per_dim": torch.cat(kls).mean(0).tolist() if kls else None,
         "active_units": int((activity > threshold).sum()),

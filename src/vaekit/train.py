@@ -28,16 +28,18 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import calibrate, distributed
+from . import distributed
 from . import checkpoint as ckpt
 from .config import Config
-from .data import Splits, binarize
+from .data import Splits
 from .errors import VaekitError
-from .kinds import Kind, kind_of
+from .kinds import Kind, check_model, kind_of
 from .metrics import autocast, evaluate_elbo
+# The speed policy lives in speed.py; these names stay importable from here.
+from .speed import COMPILE_MIN_STEPS, compiled, resolve_device, resolve_precision, speed_options, wants_compile  # noqa: F401
 from .nets import set_onednn
 from .objectives import OBJECTIVES
-from .optim import Adam, WeightAverage, averaged
+from .optim import Adam, WeightAverage, averaged, make_optimizer
 from .plotting import pyplot, save_curves
 from .schedules import kl_weight, learning_rate
 from .vae import VAE, pick
@@ -45,10 +47,6 @@ from .vae import VAE, pick
 LOG_EVERY = 25  # steps between progress-bar updates (each one syncs with the device)
 MAX_BAD_STEPS = 10  # consecutive non-finite steps before rolling back
 MAX_ROLLBACKS = 3
-# Compiling the step takes 7-25 s on a 2-core CPU (less with inductor's disk cache warm) and then
-# saves 2-27% of every step, 15-17% on the defaults and the NLL models (docs/speed.md): from
-# 20,000 steps on, those 15-17% repay the compile time about twice.
-COMPILE_MIN_STEPS = 20_000
 # Epoch ends write the checkpoint and the model at most this often (and always at the last epoch or
 # on a signal): a run of 2-step epochs spent most of its time writing 32 MB checkpoints. A crash
 # repeats at most this much work; the resumed run still ends bit-identical.
@@ -139,103 +137,27 @@ class Run:
     best: tuple[int, dict] | None = None  # (epoch, weights) of the best epoch not yet on disk
     average: WeightAverage | None = None  # --ema: the weights validated, kept and saved
     guard: LossGuard | None = None  # --loss-guard
+    prepare: object = None  # the kind's (x, generator) -> x for every training batch, or None
 
 
-def resolve_device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise VaekitError(f"bad device {name!r} ({e})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise VaekitError(f"device {name!r} asked for, but CUDA is not available here")
-    return device
+SMALL_DATA_BATCHES = 8  # with min_steps, an epoch has at least this many batches (of 16 rows or more)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' picks what measured fastest at equal quality: bf16 on CPUs that compute it natively
-    (1.4-1.5x fp32), else fp32; on CUDA fp32 with TF32 (these small models are launch-bound, and
-    autocast's casts made bf16 and fp16 slower on an H100; see docs/speed.md)."""
-    if precision == "fp16" and device.type != "cuda":
-        raise VaekitError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "fp32"
-    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-
-
-def speed_options(cfg: Config, kind: Kind, data: Splits, vae: VAE, objective, device: torch.device,
-                  dist: distributed.Dist, progress: bool) -> Config:
-    """The precision and dense-layer path a new run trains with: measured on this machine when
-    the config leaves them open (calibrate.py), else the configured or usual ones; returned in the
-    config that config.json records, so a resumed run repeats them."""
-    tc = cfg.train
-    choice = None
-    if tc.calibrate and device.type == "cpu" and not dist.enabled:
-        g = torch.Generator().manual_seed(tc.seed + 1)
-        batches = []
-        for idx in torch.randperm(len(data.train_x), generator=g)[: 7 * tc.batch_size].split(tc.batch_size)[:7]:
-            x = data.train_x.index_select(0, idx.to(device))
-            if cfg.model.net == "conv" and tc.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            batches.append((x, data.train_y.index_select(0, idx.to(device)) if vae.conditional else None))
-        signature = {"kind": kind.name, "shape": list(data.shape), "model": dataclasses.asdict(cfg.model),
-                     "batch": tc.batch_size, "objective": tc.objective, "iw_samples": tc.iw_samples}
-        make_step = calibrate.step_factory(vae, objective, lambda m: make_optimizer(m, tc), device)
-        choice = calibrate.choose(signature, make_step, batches, tc.precision, tc.onednn)
-    if choice is not None:
-        if progress and dist.is_main:
-            tqdm.write(choice.describe(), file=sys.stderr)
-        precision, onednn = choice.precision, choice.onednn
-    else:
-        precision = resolve_precision(tc.precision, device)
-        onednn = tc.onednn if tc.onednn is not None else True
-    return dataclasses.replace(cfg, train=dataclasses.replace(tc, precision=precision, onednn=onednn))
-
-
-def make_optimizer(vae: VAE, cfg) -> Adam:
-    # The fused kernel updates all parameters in one pass: ~10% of an MLP epoch on CPU.
-    return Adam(vae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+def scaled_to_data(tc, num_examples: int):
+    """The training config for `num_examples` training examples: with `min_steps`, a batch no
+    larger than an eighth of the data (16 at least) and enough epochs for min_steps updates; a
+    run that a time budget ends keeps its epochs."""
+    if not tc.min_steps or not num_examples:
+        return tc
+    batch = min(tc.batch_size, max(16, num_examples // SMALL_DATA_BATCHES))
+    lr = tc.lr * math.sqrt(batch / tc.batch_size)  # the rate follows the batch, as in Config.resolved
+    epochs = tc.epochs if tc.max_minutes else max(tc.epochs, math.ceil(tc.min_steps / math.ceil(num_examples / batch)))
+    return dataclasses.replace(tc, batch_size=batch, lr=lr, epochs=epochs)
 
 
 def epoch_steps(num_examples: int, tc) -> int:
     """Optimizer steps in one epoch (the last batch may be short)."""
     return math.ceil(num_examples / tc.batch_size)
-
-
-def wants_compile(tc, device: torch.device, dist: distributed.Dist, total_steps: int, kind: Kind | None = None) -> bool:
-    """--compile / --no-compile decide; unset, compile long single-process CPU runs, where it
-    pays back its compile time (on CUDA it stays opt-in: there it is measured per configuration).
-    Not kinds whose batches change shape (sequences: every batch its own length), nor runs that
-    a time budget ends (their length in steps is unknown)."""
-    if tc.compile is not None:
-        return tc.compile
-    if tc.max_minutes or (kind is not None and not kind.compiles):
-        return False
-    return device.type == "cpu" and not dist.enabled and total_steps >= COMPILE_MIN_STEPS
-
-
-def compiled(model: nn.Module, device: torch.device):
-    """torch.compile with a clean fallback: if compiling fails (now or at a later recompile), say
-    so once and run eager from then on."""
-    # On CUDA, "reduce-overhead" replays the step as a CUDA graph: small models are launch-bound.
-    current = torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else None)
-
-    def call(*args):
-        nonlocal current
-        try:
-            return current(*args)
-        except VaekitError:
-            raise
-        except Exception as e:  # no compiler, unsupported op, ...: eager still works
-            if current is model:
-                raise
-            tqdm.write(f"vaekit: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
-                       "training without it")
-            current = model
-            return model(*args)
-
-    return call
 
 
 def check_data(data: Splits, vae: VAE) -> None:
@@ -287,14 +209,19 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tc.tf32
     kind = kind_of(cfg.data)
+    kind.options(cfg.data)  # the kind's own options are checked before any data is read
     if resume and (run_dir / "schema.json").exists():  # the data are encoded as the run's schema says
         schema = ckpt.read_schema(run_dir)
     if data is None:
         data, schema = kind.load(cfg.data, schema)
     schema = schema if schema is not None else {"x_shape": list(data.shape)}
-    # The run records its kind (not "auto") and the model its kind trains for this data.
+    check_model(kind, cfg.model, schema)
+    # The run records its kind (not "auto"), the model its kind trains for this data, and the
+    # batch and length its size asks for.
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, kind=kind.name),
-                              model=kind.model_config(cfg.model, schema))
+                              model=kind.model_config(cfg.model, schema),
+                              train=scaled_to_data(cfg.train, len(data.train_x)))
+    tc = cfg.train
     data = data.to(device)
 
     torch.manual_seed(tc.seed)
@@ -325,7 +252,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
     run = Run(cfg, run_dir, kind, schema, vae, model, make_optimizer(vae, tc), torch.Generator(device).manual_seed(tc.seed),
               data, device, precision, dist, fixed_z.to(device),
               torch.amp.GradScaler("cuda", init_scale=2.0**10) if precision == "fp16" else None,
-              average=WeightAverage(vae, tc.ema) if tc.ema else None)
+              average=WeightAverage(vae, tc.ema) if tc.ema else None, prepare=kind.prepare_batch(cfg.data))
     if tc.loss_guard:
         run.guard = LossGuard(tc.loss_guard, guarded_tensors(run))
 
@@ -420,8 +347,8 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
             # index_select copies whole rows: 3x faster than x[idx] on a 60,000-image set (measured).
             x = run.data.train_x.index_select(0, idx)  # (B, C, H, W)
             y = run.data.train_y.index_select(0, idx) if run.vae.conditional else None
-            if cfg.data.binarize == "dynamic":
-                x = binarize(x, run.generator)
+            if run.prepare is not None:  # the kind's own step, e.g. dynamic binarisation
+                x = run.prepare(x, run.generator)
             if cfg.model.net == "conv" and tc.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             progress = spent() / budget if budget else None

@@ -17,7 +17,7 @@ from torch.distributions import Independent, Normal
 from .config import ModelConfig
 from .errors import VaekitError
 from .likelihoods import LIKELIHOODS
-from .nets import ACTIVATIONS, NETS, Dense
+from .nets import ACTIVATIONS, NETS
 from .priors import PRIORS
 
 
@@ -46,9 +46,8 @@ class VAE(nn.Module):
         else:
             self.encoder, self.decoder = nets.encoder, nets.decoder
         if cfg.posterior_init_std > 0:
-            last = [m for m in self.encoder.modules() if isinstance(m, Dense)][-1]  # outputs [mu, log sigma^2]
             with torch.no_grad():
-                last.bias[cfg.latent_dim:] = 2 * math.log(cfg.posterior_init_std)
+                output_bias(self.encoder, 2 * cfg.latent_dim)[cfg.latent_dim:] = 2 * math.log(cfg.posterior_init_std)
 
     @property
     def latent_dim(self) -> int:
@@ -120,3 +119,12 @@ def dense_nets(cfg: ModelConfig, x_shape: tuple[int, ...], num_params: int):
     except ValueError as e:
         raise VaekitError(f"model {cfg.net!r} cannot take data of shape {x_shape}: {e}") from None
     return encoder, decoder
+
+
+def output_bias(encoder: nn.Module, width: int) -> torch.Tensor:
+    """The bias of the encoder's output layer, [mu, log sigma^2]: the last bias of that width,
+    whatever the layer (Dense, nn.Linear, an item encoder's first and only layer)."""
+    biases = [p for name, p in encoder.named_parameters() if name.split(".")[-1] == "bias" and p.shape == (width,)]
+    if not biases:
+        raise VaekitError(f"this encoder has no output bias of width {width} to set posterior_init_std on")
+    return biases[-1]

@@ -1,24 +1,29 @@
-"""Data kinds: everything that is specific to a kind of data, one module each.
+"""Data kinds: the interface every kind implements, and the registry of kinds.
 
 A kind reads and validates raw data, fits a schema on the training split (saved as
 RUN/schema.json, never pickle), turns examples into tensors and tensors back into what a user
-wants (a PNG, CSV rows, ...), and names the encoder, decoder and likelihood that suit it. The VAE
-core (priors, objectives, the training loop, checkpoints, evaluation) never asks which kind it
-is running; commands ask the run's kind, and a kind says in one line when a command does not
-apply to it.
+wants (a PNG, CSV rows, strings, ...), names the encoder, decoder and likelihood that suit it, and
+declares the options it adds to each command and the commands of its own. The VAE core (priors,
+objectives, the training loop, checkpoints, evaluation) never asks which kind it is running.
 
-A new kind is one module with a `Kind` subclass and one line in KINDS.
+A new kind is one folder under kinds/ with a `Kind` subclass, and one line in KINDS
+(docs/architecture.md). This module is part of the core: it imports no kind.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
+import torch
 from torch import nn
 
-from ..config import DataConfig, build
+from ..config import DataConfig, ModelConfig, build
+from ..data import batch_indices
 from ..errors import VaekitError
 
 
@@ -36,12 +41,43 @@ class Nets(NamedTuple):
     likelihood: nn.Module  # decoder output -> p(x|z), a torch distribution over whole examples
 
 
+@dataclass(frozen=True)
+class Supports:
+    """The model choices a kind takes, declared once and checked in one place (check_model)."""
+
+    nets: tuple[str, ...] = ("mlp",)
+    priors: tuple[str, ...] = ("normal", "mog", "hierarchical")
+    likelihoods: tuple[str, ...] = ()  # --likelihood values; the first is the kind's own
+    conditioning: bool = False  # --num-classes: a conditional VAE on the data's labels
+    input_dropout: bool = False  # --input-dropout: dropout on the encoder's input
+
+
+@dataclass(frozen=True)
+class KindCommand:
+    """A command a kind adds (recommend, optimize, ...): `Kind.<method>(run, options)` with
+    `options` the core's RunOptions or DataOptions merged with `options`. A command that takes no
+    run (`takes_run=False`: `vaekit CMD --data F --kind K ...`, e.g. training and scoring a stream
+    in one go) is `Kind.<method>(options)`, with --data, --data-dir, --out and --seed."""
+
+    help: str
+    options: type
+    method: str
+    reads_data: bool = True  # takes --data / --data-dir
+    python: str | None = None  # the Kind method the Python API calls: (run, objects..., **options) -> objects
+    takes_run: bool = True
+
+
 class Kind:
-    """The interface every data kind implements. Methods a kind does not override say that the
-    command does not apply to it (exit 2 from the CLI)."""
+    """The interface every data kind implements. What a kind does not override either has a
+    default that fits every kind or says, in one line, that the command does not apply."""
 
     name = ""
-    Options: type = NoOptions
+    Options: type = NoOptions  # the options of its data: flags of `vaekit train`
+    # Flags a kind adds to the shared commands: {command: dataclass}; a given flag that the run's
+    # kind does not declare is refused (exit 2), never ignored.
+    command_options: dict[str, type] = {}
+    commands: dict[str, KindCommand] = {}  # commands of its own
+    supports = Supports()
     # Config values (dotted keys) a fresh run of this kind starts from; --config and flags win.
     defaults: dict = {}
     # Values laid over `defaults` for time budgets (--max-minutes) of at least so many minutes:
@@ -49,7 +85,7 @@ class Kind:
     budget_defaults: dict = {}
     final_outputs: tuple[str, ...] = ()  # files save_final writes into the run directory
     keeps_best = False  # keep the epoch whose epoch_metrics "selection" was lowest, not the last
-    evaluate_examples: int | None = None  # vaekit evaluate's default cap on inputs (None: all)
+    evaluate_examples: int | None = None  # the evaluation's default cap on inputs (None: all)
     compiles = True  # may torch.compile the step by default (batches of one shape)
 
     def detect(self, name: str) -> bool:
@@ -65,14 +101,29 @@ class Kind:
         """The kind's Options, built from the config's `options` object and checked."""
         return build(self.Options, cfg.options, f"data.options ({self.name} data)")
 
+    # ---- data
+
     def load(self, cfg: DataConfig, schema: dict | None = None):
         """Train / validation / test Splits and the schema; the schema is fitted on the training
         split unless one is given (a trained run's)."""
-        raise self.not_applicable("loading data")
+        raise NotImplementedError
 
     def inputs(self, cfg: DataConfig, schema: dict, name: str | None):
-        """(x, y) to score or picture: the file `name`, or the run's test split when None."""
-        raise self.not_applicable("reading inputs")
+        """(x, y, ids) to score or picture: the file `name`, or the run's test split when None.
+        ids name the inputs in the files commands write (user ids, strings), or are None."""
+        raise NotImplementedError
+
+    def data_from(self, objects, cfg: DataConfig):
+        """(Splits, schema) of in-memory training data (a DataFrame for tables), or None when
+        the kind takes no such objects: what vaekit.fit trains on when it is not given a path."""
+        return None
+
+    def tensors(self, run, data):
+        """(x, y) of the kind's natural objects (arrays, a DataFrame, strings, ...): the Python
+        API's inputs."""
+        raise self.not_applicable("Python inputs")
+
+    # ---- the model
 
     def model_config(self, model_cfg, schema: dict):
         """The model config a run of this data trains with (e.g. conditioned on a column)."""
@@ -82,22 +133,21 @@ class Kind:
         """The kind's networks and likelihood; None: the generic dense ones (nets.py)."""
         return None
 
-    def input_ids(self, cfg: DataConfig, schema: dict, name: str | None) -> list | None:
-        """Names of the inputs `inputs` returns (e.g. user ids), for the files commands write."""
-        return None
+    # ---- training
 
     def batches(self, n: int, batch_size: int, generator, device, data) -> list:
         """One epoch's mini-batches as index tensors (default: a random permutation)."""
-        from ..data import batch_indices
-
         return batch_indices(n, batch_size, generator, device)
+
+    def prepare_batch(self, cfg: DataConfig):
+        """A function (x, generator) -> x the loop applies to every training batch (e.g. dynamic
+        binarisation), or None."""
+        return None
 
     def epoch_metrics(self, vae, splits) -> dict:
         """Figures of the validation split after each epoch, for metrics.jsonl; a "selection" entry
         (lower is better) replaces the validation -ELBO in choosing the best epoch."""
         return {}
-
-    # ---- what a run writes during and after training
 
     def save_epoch(self, run_dir, vae, z, epoch: int) -> None:
         """A picture of fixed prior draws after each epoch, where the kind has one."""
@@ -105,45 +155,61 @@ class Kind:
     def save_final(self, run_dir, vae, splits, schema: dict, num_samples: int) -> None:
         """The outputs a person looks at first (final_outputs)."""
 
-    # ---- commands
+    # ---- the shared commands: results as the kind's natural objects, then written
 
-    def sample(self, run, args) -> None:
+    def sample(self, run, opts):
         raise self.not_applicable("sample")
 
-    def reconstruct(self, run, args) -> None:
+    def reconstruct(self, run, opts):
         raise self.not_applicable("reconstruct")
 
-    def interpolate(self, run, args) -> None:
+    def interpolate(self, run, opts):
         raise self.not_applicable("interpolate")
 
-    def manifold(self, run, args) -> None:
-        raise self.not_applicable("manifold")
-
-    def recommend(self, run, args) -> None:
-        raise self.not_applicable("recommend")
-
-    def optimize(self, run, args) -> None:
-        raise self.not_applicable("optimize")
+    def write(self, run, command: str, result, opts) -> None:
+        """Write what `command` returned to --out (or its default file in the run)."""
+        raise self.not_applicable(command)
 
     def evaluation_order(self, x: torch.Tensor) -> torch.Tensor | None:
-        """An order of the inputs that makes `vaekit evaluate`'s batches cheaper (its figures are
-        means, so the order changes nothing else); None keeps theirs."""
+        """An order of the inputs that makes evaluation's batches cheaper (its figures are means,
+        so the order changes nothing else); None keeps theirs."""
         return None
 
-    def evaluate(self, run, args, x, y, figures: dict) -> dict:
+    def evaluate(self, run, opts, x, y, figures: dict) -> dict:
         """Figures of this kind beyond `figures` (the ELBO, NLL and latent diagnostics of x)."""
         return {}
 
-    def explain(self, run, x, y, normal_x, normal_y, args) -> dict[str, list]:
-        """Per-input columns for `vaekit anomaly`'s CSV beyond index, score and flag."""
+    def anomalies(self, run, y, opts) -> tuple[list | None, np.ndarray | None]:
+        """(the anomaly classes, which inputs are anomalies) where the kind knows, for AUROC."""
+        return None, None
+
+    def explain(self, run, x, y, normal_x, normal_y, opts) -> dict[str, list]:
+        """Per-input columns for the anomaly CSV beyond index, score and flag."""
         return {}
 
     def report(self, run, splits) -> list[str]:
-        """HTML sections of `vaekit report`."""
+        """HTML sections of the report."""
         return []
 
     def not_applicable(self, what: str) -> VaekitError:
         return VaekitError(f"{what} does not apply to {self.name} runs")
+
+
+def check_model(kind: Kind, model_cfg, schema: dict) -> None:
+    """Refuse a model choice the kind does not take, naming the value and the kind (the classes a
+    kind conditions on by itself, e.g. a table's target, are the kind's to set)."""
+    s, name = kind.supports, kind.name
+    if model_cfg.net not in s.nets:
+        raise VaekitError(f"--model {model_cfg.net} does not apply to {name} runs (they take {', '.join(s.nets)})")
+    if model_cfg.prior not in s.priors:
+        raise VaekitError(f"--prior {model_cfg.prior} does not apply to {name} runs (they take {', '.join(s.priors)})")
+    if s.likelihoods and model_cfg.likelihood not in s.likelihoods:
+        raise VaekitError(f"--likelihood {model_cfg.likelihood} does not apply to {name} runs "
+                          f"(they take {', '.join(s.likelihoods)})")
+    if not s.conditioning and model_cfg.num_classes not in (0, kind.model_config(model_cfg, schema).num_classes):
+        raise VaekitError(f"--num-classes does not apply to {name} runs")
+    if model_cfg.input_dropout != ModelConfig.input_dropout and not s.input_dropout:
+        raise VaekitError(f"--input-dropout does not apply to {name} runs")
 
 
 # One line per kind: its name and where its Kind class lives (imported when first asked for).
@@ -156,9 +222,9 @@ KINDS = {
 }
 
 
+@functools.cache
 def registry() -> dict[str, Kind]:
-    import importlib
-
+    """Every kind, by name (kinds hold no state: one instance each serves every run)."""
     kinds = {}
     for name, where in KINDS.items():
         module, cls = where.split(":")
@@ -179,10 +245,11 @@ def kind_of(cfg: DataConfig) -> Kind:
     return kinds["image"]  # its reader says what it cannot read
 
 
-def option_fields() -> dict[str, dataclasses.Field]:
-    """Every kind's option fields by name (the CLI makes a flag of each)."""
+def option_fields(kinds=None) -> dict[str, dataclasses.Field]:
+    """The data option fields of `kinds` (default: every kind) by name: the CLI makes a flag of
+    each."""
     fields = {}
-    for kind in registry().values():
+    for kind in (kinds if kinds is not None else registry().values()):
         for f in dataclasses.fields(kind.Options):
             fields.setdefault(f.name, f)
     return fields

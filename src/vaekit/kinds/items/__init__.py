@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from ...config import DataConfig
 from ...errors import VaekitError
-from .. import Kind, Nets
+from ...options import option
+from .. import Kind, KindCommand, Nets, Supports
 
 
 @dataclass
@@ -34,11 +35,25 @@ class Options:
             raise VaekitError("fold_in must be in (0, 1) and min_items >= 2")
 
 
+@dataclass
+class RecommendOptions:
+    items: str | None = option(None, "one user's items, comma-separated ids")
+    top: int = option(20, "items per user (default 20)")
+    similar: str | None = option(None, "instead: the items most similar to ITEM (decoder embeddings)", metavar="ITEM")
+
+    def __post_init__(self):
+        if self.top < 1:
+            raise VaekitError(f"--top must be at least 1, got {self.top}")
+
+
 class ItemsKind(Kind):
     name = "items"
+    Options = Options
+    commands = {"recommend": KindCommand("item-set runs: top items for users given their items", RecommendOptions,
+                                         "recommend", python="recommend_for")}
+    supports = Supports(likelihoods=("multinomial",), input_dropout=True)
     # A moving average of the weights (--ema 0.99): on MovieLens-100K, 5 seeds (bench/items_quality.py),
     # recall@20 0.3965 and NDCG@100 0.4486 against 0.3910 and 0.4467 without it.
-    Options = Options
     defaults = {"model.hidden": [600, 600], "model.latent_dim": 200, "model.activation": "tanh",
                 "model.likelihood": "multinomial", "data.test_fraction": 0.1, "data.val_fraction": 0.1,
                 "train.batch_size": 500, "train.lr": 1e-3, "train.lr_schedule": "constant", "train.warmup_steps": 0,
@@ -55,15 +70,16 @@ class ItemsKind(Kind):
     def load(self, cfg: DataConfig, schema: dict | None = None):
         from .data import load
 
-        if cfg.binarize != "none" or cfg.exclude_classes:
-            raise VaekitError("--binarize and --exclude-classes apply to image data, not to item sets")
         return load(cfg, self.options(cfg), schema)
 
     def inputs(self, cfg: DataConfig, schema: dict, name: str | None):
-        return self.users(cfg, schema, name)[0], None
+        rows, users = self.users(cfg, schema, name)
+        return rows, None, users
 
-    def input_ids(self, cfg: DataConfig, schema: dict, name: str | None) -> list[str]:
-        return self.users(cfg, schema, name)[1]
+    def tensors(self, run, data):
+        from .commands import bags_of
+
+        return bags_of(run, data), None
 
     def users(self, cfg: DataConfig, schema: dict, name: str | None):
         """(rows, user ids) of a file of interactions, or the run's test users' shown items."""
@@ -77,8 +93,6 @@ class ItemsKind(Kind):
     def nets(self, model_cfg, schema: dict) -> Nets:
         from .model import ItemsDecoder, ItemsEncoder, MultinomialLikelihood
 
-        if model_cfg.net != "mlp" or model_cfg.prior == "vamp" or model_cfg.num_classes:
-            raise VaekitError("item-set runs use the mlp network, prior normal, mog or hierarchical, and no classes")
         num_items = len(schema["items"])
         return Nets((num_items,),
                     ItemsEncoder(num_items, 2 * model_cfg.latent_dim, model_cfg.hidden, model_cfg.activation,
@@ -97,15 +111,24 @@ class ItemsKind(Kind):
 
         save_final(run_dir)
 
-    def recommend(self, run, args) -> None:
+    def recommend_for(self, run, users, top: int = 20):
+        """The `top` items for each user given the items each one chose (a list of item-id lists,
+        or a dict of them by user id): a DataFrame user, item, rank, score."""
+        from .commands import bags_of, recommendations
+
+        RecommendOptions(top=top)  # the CLI's checks
+        ids = [str(u) for u in users] if isinstance(users, dict) else [str(i) for i in range(len(users))]
+        return recommendations(run, bags_of(run, users), ids, top)
+
+    def recommend(self, run, opts) -> None:
         from .commands import recommend
 
-        recommend(run, args)
+        recommend(run, opts)
 
-    def evaluate(self, run, args, x, y, figures: dict) -> dict:
+    def evaluate(self, run, opts, x, y, figures: dict) -> dict:
         from .commands import evaluate
 
-        return evaluate(run, args)
+        return evaluate(run, opts)
 
     def report(self, run, splits) -> list[str]:
         from .commands import report

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 from ... import checkpoint as ckpt
+from ... import files
 from ...errors import VaekitError
 from ...plotting import pyplot, save_figure
 from .data import Bags, fold_in, rows_of
@@ -44,6 +45,23 @@ def scores(vae, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(vae.decoder(vae.encode(x).mean).float(), dim=-1)
 
 
+def bags_of(run, users) -> SparseRows:
+    """Users from Python: a list of item-id lists, one per user (or a dict of them by user id);
+    items the run never saw are left out, and said."""
+    bags = list(users.values()) if isinstance(users, dict) else list(users)
+    index = pd.Index(run.schema["items"])
+    rows, unknown = [], 0
+    for bag in bags:
+        if isinstance(bag, str) or not hasattr(bag, "__iter__"):
+            raise VaekitError(f"expected a list of item ids per user, got {type(bag).__name__}")
+        codes = index.get_indexer([str(i) for i in bag])
+        unknown += int((codes < 0).sum())
+        rows.append(np.sort(np.unique(codes[codes >= 0])))
+    if unknown:
+        print(f"vaekit: left out {unknown} item(s) the run never saw", file=sys.stderr)
+    return SparseRows.from_lists(rows, len(index))
+
+
 def given_items(run, text: str) -> tuple[SparseRows, list[str]]:
     """One user from --items 'a,b,...'; items the run never saw are left out (and said)."""
     wanted = [s.strip() for s in text.split(",") if s.strip()]
@@ -57,26 +75,32 @@ def given_items(run, text: str) -> tuple[SparseRows, list[str]]:
     return SparseRows.from_lists([np.sort(np.unique(codes[codes >= 0]))], len(index)), ["input"]
 
 
-def recommend(run, args) -> None:
+def recommendations(run, users: SparseRows, ids: list[str], top: int) -> pd.DataFrame:
+    """The `top` items each user has not chosen, best first: columns user, item, rank, score (the
+    item's probability under the decoder at the user's posterior mean)."""
     items = np.array(run.schema["items"], dtype=object)
-    out = run.out_path(args.out, "recommendations.csv")
-    if args.similar:
-        rows = similar_items(run, args.similar, args.top)
+    rows = []
+    for start in range(0, len(users), 1000):
+        idx = torch.arange(start, min(start + 1000, len(users)))
+        x = users.dense(idx)
+        p = scores(run.vae, x)
+        best = top_k(p, x, top)
+        for i, user in enumerate(ids[start : start + len(idx)]):
+            rows += [(user, items[j], rank + 1, f"{float(p[i, j]):.6g}") for rank, j in enumerate(best[i].tolist())]
+    return pd.DataFrame(rows, columns=["user", "item", "rank", "score"])
+
+
+def recommend(run, opts) -> None:
+    out = run.out_path(opts.out, "recommendations.csv")
+    if opts.similar:
+        rows = similar_items(run, opts.similar, opts.top)
     else:
-        if bool(args.items) == bool(args.data):
+        if bool(opts.items) == bool(opts.data):
             raise VaekitError("recommend needs the users' items: --items 'i1,i2,...' or --data users.csv (one of them)")
-        options = run.kind.options(run.data_config(args.data_dir))
-        users, ids = given_items(run, args.items) if args.items else rows_of(args.data, run.schema, options, args.data)
-        rows = []
-        for start in range(0, len(users), 1000):
-            idx = torch.arange(start, min(start + 1000, len(users)))
-            x = users.dense(idx)
-            p = scores(run.vae, x)
-            best = top_k(p, x, args.top)
-            for i, user in enumerate(ids[start : start + len(idx)]):
-                rows += [(user, items[j], rank + 1, f"{float(p[i, j]):.6g}") for rank, j in enumerate(best[i].tolist())]
-        rows = pd.DataFrame(rows, columns=["user", "item", "rank", "score"])
-    ckpt.atomic_write(out, rows.to_csv(index=False, lineterminator="\n").encode())
+        options = run.kind.options(run.data_config(opts.data_dir))
+        users, ids = given_items(run, opts.items) if opts.items else rows_of(opts.data, run.schema, options, opts.data)
+        rows = recommendations(run, users, ids, opts.top)
+    files.atomic_write(out, rows.to_csv(index=False, lineterminator="\n").encode())
     print(f"wrote {out} ({len(rows)} rows)")
 
 
@@ -119,7 +143,7 @@ def evaluate(run, args) -> dict:
 def report(run, splits) -> list[str]:
     from types import SimpleNamespace
 
-    from ...report import figure, file_uri, table
+    from ...pages import figure, file_uri, table
 
     figures = evaluate(run, SimpleNamespace(data=None, data_dir=None, seed=0))
     rows = {"vaekit (Mult-VAE)": {k: v for k, v in figures.items() if "@" in k}}

@@ -12,7 +12,7 @@ import pandas as pd
 from ...config import DataConfig
 from ...data import Splits
 from ...errors import VaekitError
-from ..table.read import read_table
+from ...tabular import read_table
 from .sparse import SparseRows
 
 USER_NAMES = ("user_id", "userId", "user", "uid")

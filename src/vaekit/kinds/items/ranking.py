@@ -36,12 +36,13 @@ def ranking_metrics(score_fn, shown: SparseRows, heldout: SparseRows, ks=(20, 50
     for start in range(0, len(shown), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(shown)))
         x, truth = shown.dense(idx), heldout.dense(idx)
-        hits = truth.gather(1, top_k(score_fn(x).float(), x, kmax)).double()  # (B, kmax)
+        hits = truth.gather(1, top_k(score_fn(x).float(), x, kmax)).double()  # (B, min(kmax, I))
+        ranked = discounts[: hits.shape[1]]  # a catalogue smaller than K ranks all its items
         n_true = truth.sum(1).double()
         for k in ks:
             sums[f"recall@{k}"] += float((hits[:, :k].sum(1) / n_true.clamp(max=k)).sum())
             ideal = torch.cumsum(discounts[:k], 0)[n_true.clamp(max=k).long() - 1]
-            sums[f"ndcg@{k}"] += float(((hits[:, :k] * discounts[:k]).sum(1) / ideal).sum())
+            sums[f"ndcg@{k}"] += float(((hits[:, :k] * ranked[:k]).sum(1) / ideal).sum())
     return {k: v / len(shown) for k, v in sums.items()}
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from ...config import DataConfig
 from ...errors import VaekitError
-from .. import Kind, Nets
+from ...options import option, positive
+from .. import Kind, KindCommand, Nets, Supports
 
 EMBED_DIM = {"smiles": 64, "text": 256}
 
@@ -35,10 +36,46 @@ class Options:
             raise VaekitError(f"--split must be lines or sentences, got {self.split!r}")
 
 
+UNCONSTRAINED = ("sample from the model as it is, without the grammar that keeps samples well-formed and within "
+                 "valence")
+
+
+@dataclass
+class SmilesSampleOptions:
+    unconstrained: bool = option(False, UNCONSTRAINED)
+
+
+@dataclass
+class SmilesEvaluateOptions:
+    reference: str | None = option(None, "a folder laid out like MOSES's data (test.csv.gz): adds the MOSES "
+                                         "metrics of a fresh sample")
+    num_samples: int = option(30_000, "samples for the MOSES metrics (default 30,000)")
+    temperature: float = option(1.0, "with --reference: the sampling temperature of that sample (default 1)",
+                                parse=positive)
+    unconstrained: bool = option(False, UNCONSTRAINED)
+
+
+@dataclass
+class OptimizeOptions:
+    property: str = option(None, "the property to raise (SA: to lower)", choices=("qed", "logp", "penalized_logp", "sa"))
+    budget: int = option(5000, "decoder calls at most (default 5,000)")
+    top: int = option(10, "molecules written (default 10)")
+    method: str = option("es", "an evolution strategy the property predictor screens (default; found higher "
+                               "penalized logP than gradient ascent and as high a QED, docs/sequences.md), or "
+                               "gradient ascent on it", choices=("es", "gradient"))
+
+    def __post_init__(self):
+        if self.property is None:
+            raise VaekitError("optimize needs --property (qed, logp, penalized_logp or sa)")
+        if self.budget < 1 or self.top < 1:
+            raise VaekitError("--budget and --top must be at least 1")
+
+
 class SequenceKind(Kind):
     """What the SMILES and text kinds share; `name` says which."""
 
     Options = Options
+    supports = Supports(input_dropout=True)
     final_outputs = ("samples.csv",)
     evaluate_examples = 2000  # an importance-weighted NLL decodes K sequences per input
     compiles = False  # each batch has its own length
@@ -52,15 +89,16 @@ class SequenceKind(Kind):
     def load(self, cfg: DataConfig, schema: dict | None = None):
         from .data import load
 
-        if cfg.binarize != "none" or cfg.exclude_classes:
-            raise VaekitError("--binarize and --exclude-classes apply to image data, not to sequences")
         return load(cfg, self.name, self.options(cfg), schema)
 
     def inputs(self, cfg: DataConfig, schema: dict, name: str | None):
-        return self.examples(cfg, schema, name)[0], None
+        rows, strings = self.examples(cfg, schema, name)
+        return rows, None, strings
 
-    def input_ids(self, cfg: DataConfig, schema: dict, name: str | None):
-        return self.examples(cfg, schema, name)[1]
+    def tensors(self, run, data):
+        from .data import rows_of_strings
+
+        return rows_of_strings(list(data), self.name, run.schema, self.options(run.cfg.data), "the strings")[0], None
 
     def examples(self, cfg, schema, name):
         """(token rows, strings) of a file, or of the run's test split."""
@@ -77,8 +115,6 @@ class SequenceKind(Kind):
         from .model import AutoregressiveLikelihood, SeqDecoder, SeqEncoder
         from .grammar import SmilesGrammar
 
-        if model_cfg.net != "mlp" or model_cfg.prior == "vamp" or model_cfg.num_classes:
-            raise VaekitError("sequence runs take prior normal, mog or hierarchical, and no classes")
         if len(model_cfg.hidden) < 2 or len(set(model_cfg.hidden[1:])) != 1:
             raise VaekitError("sequence runs take --hidden ENC,DEC[,DEC...]: encoder GRU units, then equal "
                               f"decoder GRU units per layer, got {model_cfg.hidden}")
@@ -101,20 +137,25 @@ class SequenceKind(Kind):
 
         save_final(run_dir, vae, schema, self.name)
 
-    def sample(self, run, args) -> None:
+    def sample(self, run, opts):
         from .commands import sample
 
-        sample(run, args)
+        return sample(run, opts)
 
-    def reconstruct(self, run, args) -> None:
+    def reconstruct(self, run, opts):
         from .commands import reconstruct
 
-        reconstruct(run, args)
+        return reconstruct(run, opts)
 
-    def interpolate(self, run, args) -> None:
+    def interpolate(self, run, opts):
         from .commands import interpolate
 
-        interpolate(run, args)
+        return interpolate(run, opts)
+
+    def write(self, run, command: str, result, opts) -> None:
+        from .commands import write
+
+        write(run, command, result, opts)
 
     def evaluation_order(self, x):
         # Batches of similar length: the decoder runs to the longest row of each batch, and the
@@ -125,10 +166,10 @@ class SequenceKind(Kind):
 
         return torch.argsort(lengths(x), stable=True)
 
-    def evaluate(self, run, args, x, y, figures: dict) -> dict:
+    def evaluate(self, run, opts, x, y, figures: dict) -> dict:
         from .commands import evaluate, perplexity
 
-        out = evaluate(run, args, x)
+        out = evaluate(run, opts, x)
         return perplexity(figures | out) | out
 
     def report(self, run, splits) -> list[str]:
@@ -139,6 +180,9 @@ class SequenceKind(Kind):
 
 class SmilesKind(SequenceKind):
     name = "smiles"
+    command_options = {"sample": SmilesSampleOptions, "evaluate": SmilesEvaluateOptions}
+    commands = {"optimize": KindCommand("SMILES runs: search the latent space for molecules with a property",
+                                        OptimizeOptions, "optimize", python="optimized")}
     # For a CPU budget (docs/sequences.md): in 3-minute runs batch 128 at 3e-3 gave 0.60 valid
     # samples against 0.11 for batch 512 at 2e-3, and word dropout 0.1 cost 0.12; in 10 minutes
     # 4e-3 with the KL weight at full within 0.1 epochs gave 0.843 (3e-3 and 0.3 epochs: 0.796).
@@ -159,10 +203,20 @@ class SmilesKind(SequenceKind):
     def detect(self, name: str) -> bool:
         return name.lower().removesuffix(".gz").endswith(".smi")
 
-    def optimize(self, run, args) -> None:
+    def optimized(self, run, property: str, budget: int = 5000, top: int = 10, method: str = "es", seed: int = 0):
+        """Molecules found for `property` (a DataFrame SMILES, property, rank), as `vaekit optimize`."""
+        import dataclasses
+        from types import SimpleNamespace
+
+        from .optimize import search
+
+        opts = OptimizeOptions(property=property, budget=budget, top=top, method=method)
+        return search(run, SimpleNamespace(**dataclasses.asdict(opts), seed=seed, data_dir=None))[0]
+
+    def optimize(self, run, opts) -> None:
         from .optimize import optimize
 
-        optimize(run, args)
+        optimize(run, opts)
 
 
 class TextKind(SequenceKind):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ... import checkpoint as ckpt
+from ... import files
 from ... import explore
 from ...data import batches
 from .tokens import PAD, decode, lengths
@@ -58,7 +58,7 @@ def greedy(vae, z: torch.Tensor, max_length: int, constrained: bool = True) -> t
 
 def write_strings(path: Path, column: str, values: list[str], extra: dict | None = None) -> None:
     frame = pd.DataFrame({**(extra or {}), column: values})
-    ckpt.atomic_write(path, frame.to_csv(index=False, lineterminator="\n").encode())
+    files.atomic_write(path, frame.to_csv(index=False, lineterminator="\n").encode())
 
 
 def save_grid(path: Path, smiles: list[str], legends=None, per_row: int = 6) -> bool:
@@ -68,7 +68,7 @@ def save_grid(path: Path, smiles: list[str], legends=None, per_row: int = 6) -> 
         png = grid_png(smiles, legends, per_row)
     except Exception:  # noqa: BLE001 - no RDKit, or nothing drawable: the strings are the output
         return False
-    ckpt.atomic_write(path, png)
+    files.atomic_write(path, png)
     return True
 
 
@@ -80,51 +80,71 @@ def save_final(run_dir, vae, schema: dict, kind: str) -> None:
         save_grid(Path(run_dir) / "samples.png", strings[:24])
 
 
-def sample(run, args) -> None:
-    rows = generate(run.vae, args.num, run.schema["max_length"], args.temperature, args.seed,
-                    not getattr(args, "unconstrained", False))
-    strings = decode(rows, run.schema["vocab"], run.kind.name)
-    out = run.out_path(args.out, "samples.csv")
-    write_strings(out, HEADER[run.kind.name], strings)
-    print(f"wrote {out} ({len(strings)} samples)")
-    if run.kind.name == "smiles" and save_grid(out.with_suffix(".png"), strings[:36]):
-        print(f"wrote {out.with_suffix('.png')}")
-    if run.kind.name == "text":
-        for s in strings[:10]:
-            print(s)
+def inputs(run, opts) -> tuple[torch.Tensor, list[str]]:
+    """Token rows of the inputs and their strings (decoded when given as rows alone)."""
+    x, _, strings = run.inputs_with_ids(opts.data, opts.data_dir)
+    return x, strings if strings is not None else decode(x, run.schema["vocab"], run.kind.name)
 
 
-def reconstruct(run, args) -> None:
-    x, strings = run.kind.examples(run.data_config(args.data_dir), run.schema, args.data)
-    x, strings = x[: args.num], strings[: args.num]
+def sample(run, opts) -> list[str]:
+    """`num` strings drawn from the model (SMILES kept to the grammar unless --unconstrained)."""
+    rows = generate(run.vae, opts.num, run.schema["max_length"], opts.temperature, opts.seed,
+                    not getattr(opts, "unconstrained", False))
+    return decode(rows, run.schema["vocab"], run.kind.name)
+
+
+def reconstruct(run, opts) -> pd.DataFrame:
+    """Inputs and the greedy decoding of their posterior means: columns input, reconstruction."""
+    x, strings = inputs(run, opts)
+    x, strings = x[: opts.num], strings[: opts.num]
     rec = decode(greedy(run.vae, run.vae.encode(x).mean, run.schema["max_length"]), run.schema["vocab"], run.kind.name)
-    out = run.out_path(args.out, "reconstructions.csv")
-    write_strings(out, "reconstruction", rec, {"input": strings})
-    for a, b in list(zip(strings, rec))[:10]:
-        print(f"{a}\n  -> {b}")
-    print(f"wrote {out}")
+    return pd.DataFrame({"input": strings, "reconstruction": rec})
 
 
-def interpolate(run, args) -> None:
-    from ..image import pair_indices
-
-    x, strings = run.kind.examples(run.data_config(args.data_dir), run.schema, args.data)
-    idx = pair_indices(len(x), args.pairs, args.seed)
+def interpolate(run, opts) -> pd.DataFrame:
+    """Greedy decodings along paths between the posterior means of random input pairs: columns
+    pair, step and the strings; `attrs["ends"]` holds each pair's two inputs."""
+    x, strings = inputs(run, opts)
+    idx = explore.pair_indices(len(x), opts.pairs, opts.seed)
     za, zb = run.vae.encode(x[idx[::2]]).mean, run.vae.encode(x[idx[1::2]]).mean
-    t = torch.linspace(0, 1, args.steps)
-    z = explore.slerp(za, zb, t) if args.spherical else (1 - t)[None, :, None] * za[:, None] + t[None, :, None] * zb[:, None]
+    t = torch.linspace(0, 1, opts.steps)
+    z = explore.slerp(za, zb, t) if opts.spherical else (1 - t)[None, :, None] * za[:, None] + t[None, :, None] * zb[:, None]
     path = decode(greedy(run.vae, z.reshape(-1, z.shape[-1]), run.schema["max_length"]), run.schema["vocab"],
                   run.kind.name)
-    out = run.out_path(args.out, "interpolations.csv")
-    pairs = torch.arange(args.pairs).repeat_interleave(args.steps).tolist()
-    write_strings(out, HEADER[run.kind.name], path, {"pair": pairs, "step": list(range(args.steps)) * args.pairs})
-    for p in range(min(args.pairs, 3)):
-        print(f"{strings[int(idx[2 * p])]}  =>  {strings[int(idx[2 * p + 1])]}")
-        for s in path[p * args.steps : (p + 1) * args.steps]:
-            print(f"  {s}")
-    print(f"wrote {out}")
-    if run.kind.name == "smiles" and save_grid(out.with_suffix(".png"), path, per_row=args.steps):
-        print(f"wrote {out.with_suffix('.png')}")
+    frame = pd.DataFrame({"pair": torch.arange(opts.pairs).repeat_interleave(opts.steps).tolist(),
+                          "step": list(range(opts.steps)) * opts.pairs, HEADER[run.kind.name]: path})
+    frame.attrs["ends"] = [(strings[int(idx[2 * p])], strings[int(idx[2 * p + 1])]) for p in range(opts.pairs)]
+    return frame
+
+
+def write(run, command: str, result, opts) -> None:
+    kind = run.kind.name
+    if command == "sample":
+        out = run.out_path(opts.out, "samples.csv")
+        write_strings(out, HEADER[kind], result)
+        print(f"wrote {out} ({len(result)} samples)")
+        if kind == "smiles" and save_grid(out.with_suffix(".png"), result[:36]):
+            print(f"wrote {out.with_suffix('.png')}")
+        if kind == "text":
+            for s in result[:10]:
+                print(s)
+    elif command == "reconstruct":
+        out = run.out_path(opts.out, "reconstructions.csv")
+        write_strings(out, "reconstruction", list(result["reconstruction"]), {"input": list(result["input"])})
+        for a, b in list(zip(result["input"], result["reconstruction"]))[:10]:
+            print(f"{a}\n  -> {b}")
+        print(f"wrote {out}")
+    else:
+        out = run.out_path(opts.out, "interpolations.csv")
+        path = list(result[HEADER[kind]])
+        write_strings(out, HEADER[kind], path, {"pair": list(result["pair"]), "step": list(result["step"])})
+        for p, (a, b) in enumerate(result.attrs["ends"][:3]):
+            print(f"{a}  =>  {b}")
+            for s in path[p * opts.steps : (p + 1) * opts.steps]:
+                print(f"  {s}")
+        print(f"wrote {out}")
+        if kind == "smiles" and save_grid(out.with_suffix(".png"), path, per_row=opts.steps):
+            print(f"wrote {out.with_suffix('.png')}")
 
 
 @torch.no_grad()
@@ -144,8 +164,8 @@ def evaluate(run, args, x: torch.Tensor) -> dict:
         whole += ((rec == xb) | ~mask).all(1).sum().item()
     out["reconstruction_token_accuracy"] = hits / tokens
     out["reconstruction_accuracy"] = whole / len(x)
-    reference = getattr(args, "reference", None)
-    if reference and run.kind.name == "smiles":
+    reference = getattr(args, "reference", None)  # SMILES runs only
+    if reference:
         from ...calibrate import cache_path
         from .chem import moses_metrics
 
@@ -171,7 +191,7 @@ def perplexity(result: dict) -> dict:
 def report(run, splits) -> list[str]:
     from html import escape
 
-    from ...report import data_uri, figure
+    from ...pages import data_uri, figure
 
     strings = decode(generate(run.vae, 24, run.schema["max_length"]), run.schema["vocab"], run.kind.name)
     body = "<ol>" + "".join(f"<li><code>{escape(s)}</code></li>" for s in strings) + "</ol>"

@@ -5,6 +5,7 @@ entries and sequences past the maximum length are counted and reported, never si
 from __future__ import annotations
 
 import gzip
+import zlib
 import re
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ def read_text(path: Path) -> str:
         raw = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
     except FileNotFoundError:
         raise VaekitError(f"{path}: file not found") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise VaekitError(f"{path}: cannot read ({e})") from None
     try:
         return raw.decode("utf-8")
@@ -54,7 +55,7 @@ def read_examples(path: str, kind: str, options, source: str | None = None) -> t
     source = source or path
     p = Path(path)
     if kind == "smiles" and p.name.lower().removesuffix(".gz").endswith((".csv", ".tsv")):
-        from ..table.read import read_table
+        from ...tabular import read_table
 
         frame = read_table(p)
         names = list(frame.columns)
@@ -107,9 +108,7 @@ def tokenize(examples: list[str], lines: list[int], kind: str, options, source: 
         where = f"line {lines[first]}" if lines[first] else f"example {first + 1}"
         message = (f"{source}: {int(long.sum())} examples longer than --max-length {options.max_length} tokens "
                    f"(first: {where})")
-        if not training:
-            raise VaekitError(message)
-        print(f"vaekit: {message}; left out", file=sys.stderr)
+        print(f"vaekit: {message}; left out", file=sys.stderr)  # as training left them out
     keep = np.flatnonzero(~bad & ~long)
     if len(keep) == 0:
         raise VaekitError(f"{source}: no usable examples")
@@ -143,6 +142,16 @@ def rows_of(path: str, kind: str, schema: dict, options, source: str) -> tuple[t
     """A file of examples as token rows of the run's vocabulary. SMILES with a token the run never
     saw cannot be encoded (one line, naming it); text maps unseen words to <unk>."""
     examples, lines = read_examples(path, kind, options, source)
+    return rows_of_strings(examples, kind, schema, options, source, lines)
+
+
+def rows_of_strings(examples: list[str], kind: str, schema: dict, options, source: str,
+                    lines: list[int] | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Strings as token rows of the run's vocabulary, with the strings kept (invalid and too long
+    ones are left out, and said, as in training)."""
+    if not all(isinstance(e, str) for e in examples):
+        raise VaekitError(f"{source}: expected a list of strings")
+    lines = lines if lines is not None else list(range(1, len(examples) + 1))
     token_lists, kept, _ = tokenize(examples, lines, kind, options, source, training=False)
     rows, unknown = tok.encode(token_lists, schema["vocab"], schema["max_length"])
     if unknown and kind == "smiles":

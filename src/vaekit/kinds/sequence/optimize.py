@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ... import checkpoint as ckpt
+from ... import files
 from ...errors import VaekitError
 from ...explore import embed
 from .chem import canonical, canonical_set, molecules, property_of
@@ -99,10 +99,12 @@ def evolution_search(scorer: Scorer, net: nn.Module, starts: torch.Tensor, sigma
         sigma *= 0.97
 
 
-def optimize(run, args) -> None:
-    prop = property_of(args.property)
-    sign = -1.0 if args.property in LOWER_IS_BETTER else 1.0
-    splits = run.splits(args.data_dir)
+def search(run, opts) -> tuple[pd.DataFrame, str]:
+    """The best `top` valid novel molecules for the property found within the decoder-call
+    budget (columns SMILES, the property, rank), and a line saying how the search went."""
+    prop = property_of(opts.property)
+    sign = -1.0 if opts.property in LOWER_IS_BETTER else 1.0
+    splits = run.splits(opts.data_dir)
     strings = decode(splits.train_x[:TRAIN_CODES], run.schema["vocab"], "smiles")
     mols = molecules(strings)
     ok = [i for i, m in enumerate(mols) if m is not None]
@@ -111,20 +113,25 @@ def optimize(run, args) -> None:
     z, _ = embed(run.vae, splits.train_x[:TRAIN_CODES][ok])
     y = torch.tensor([sign * float(prop(mols[i])) for i in ok])
     mean, std = y.mean(), y.std().clamp(min=1e-8)
-    net = fit_predictor(z, (y - mean) / std, args.seed)
+    net = fit_predictor(z, (y - mean) / std, opts.seed)
     known = canonical_set(decode(splits.train_x, run.schema["vocab"], "smiles"))
-    scorer = Scorer(run.vae, run.schema, prop, sign, known, args.budget)
+    scorer = Scorer(run.vae, run.schema, prop, sign, known, opts.budget)
     starts = z[y.argsort(descending=True)[:64]]
-    torch.manual_seed(args.seed)
-    (gradient_search if args.method == "gradient" else evolution_search)(scorer, net, starts)
-    best = sorted(scorer.found.items(), key=lambda kv: -kv[1])[: args.top]
-    frame = pd.DataFrame({"SMILES": [s for s, _ in best], args.property: [sign * v for _, v in best],
+    torch.manual_seed(opts.seed)
+    (gradient_search if opts.method == "gradient" else evolution_search)(scorer, net, starts)
+    best = sorted(scorer.found.items(), key=lambda kv: -kv[1])[: opts.top]
+    frame = pd.DataFrame({"SMILES": [s for s, _ in best], opts.property: [sign * v for _, v in best],
                           "rank": range(1, len(best) + 1)})
-    out = run.out_path(args.out, f"optimized_{args.property}.csv")
-    ckpt.atomic_write(out, frame.to_csv(index=False, lineterminator="\n").encode())
-    best_train = sign * float(y.max())
-    print(f"{scorer.calls} decoder calls, {len(scorer.found)} valid novel molecules; best {args.property} "
-          f"{frame[args.property].iloc[0] if len(frame) else float('nan'):.3f} (training molecules' best: {best_train:.3f})")
+    said = (f"{scorer.calls} decoder calls, {len(scorer.found)} valid novel molecules; best {opts.property} "
+            f"{frame[opts.property].iloc[0] if len(frame) else float('nan'):.3f} (training molecules' best: "
+            f"{sign * float(y.max()):.3f})")
+    return frame, said
+
+
+def optimize(run, opts) -> None:
+    frame, said = search(run, opts)
+    out = run.out_path(opts.out, f"optimized_{opts.property}.csv")
+    files.atomic_write(out, frame.to_csv(index=False, lineterminator="\n").encode())
+    print(said)
     print(frame.head(3).to_string(index=False))
     print(f"wrote {out}")
-

@@ -13,16 +13,10 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ...config import DataConfig
-from ...errors import VaekitError
-from .. import Kind, Nets
+from ...options import option
+from ...tabular import is_table_path
+from .. import Kind, Nets, Supports
 
-CSV_SUFFIXES = (".csv", ".tsv", ".tab")
-PARQUET_SUFFIXES = (".parquet", ".pq")
-
-
-def is_table_path(name: str) -> bool:
-    lower = name.lower()
-    return lower.removesuffix(".gz").endswith(CSV_SUFFIXES) or lower.endswith(PARQUET_SUFFIXES)
 
 
 @dataclass
@@ -37,11 +31,27 @@ class Options:
                 "latent plots colour by"})
 
 
+@dataclass
+class SampleOptions:
+    condition: list[str] = option(help="every row drawn has COL=VALUE, the other columns their conditional "
+                                       "distribution (repeatable)", metavar="COL=VALUE", repeat=True,
+                                  default_factory=list)
+
+
+@dataclass
+class EvaluateOptions:
+    synthetic: str | None = option(None, "a synthetic table to score (default: a fresh sample as large as the "
+                                         "training rows)")
+
+
 class TableKind(Kind):
     name = "table"
     Options = Options
+    command_options = {"sample": SampleOptions, "evaluate": EvaluateOptions}
+    supports = Supports(likelihoods=("columns",))
     defaults = {"model.hidden": [256, 256], "model.latent_dim": 32, "model.likelihood": "columns",
-                "train.batch_size": 512, "train.lr": 2e-3, "train.epochs": 30, "train.warmup_steps": 200}
+                "train.batch_size": 512, "train.lr": 2e-3, "train.epochs": 30, "train.warmup_steps": 200,
+                "train.min_steps": 2000}
     final_outputs = ("samples.csv", "columns.png")
 
     def detect(self, name: str) -> bool:
@@ -53,8 +63,6 @@ class TableKind(Kind):
         return read_frames(cfg)
 
     def load(self, cfg: DataConfig, schema: dict | None = None):
-        if cfg.binarize != "none" or cfg.exclude_classes:
-            raise VaekitError("--binarize and --exclude-classes apply to image data, not to tables")
         return self.encode_frames(self.frames(cfg), cfg, schema)
 
     def encode_frames(self, frames, cfg: DataConfig, schema: dict | None = None):
@@ -70,10 +78,25 @@ class TableKind(Kind):
     def inputs(self, cfg: DataConfig, schema: dict, name: str | None):
         if name is None:
             splits, _ = self.load(cfg, schema)
-            return splits.test_x, splits.test_y
-        from .read import read_table
+            return splits.test_x, splits.test_y, None
+        from ...tabular import read_table
 
-        return self.tensor(read_table(name), schema, name)
+        return (*self.tensor(read_table(name), schema, name), None)
+
+    def data_from(self, objects, cfg: DataConfig):
+        import pandas as pd
+
+        if not isinstance(objects, pd.DataFrame):
+            return None
+        from .api import as_frame
+        from .data import split_frames
+
+        return self.encode_frames(split_frames(as_frame(objects), None, cfg), cfg)
+
+    def tensors(self, run, data):
+        from .api import as_frame
+
+        return self.tensor(as_frame(data), run.schema, "the DataFrame")
 
     def model_config(self, model_cfg, schema: dict):
         """Conditioned on a categorical target: p(x|z, y), q(z|x, y) with y the target's token,
@@ -88,12 +111,6 @@ class TableKind(Kind):
     def nets(self, model_cfg, schema: dict) -> Nets:
         from .model import Layout, TableDecoder, TableEncoder, TableLikelihood
 
-        if model_cfg.net != "mlp":
-            raise VaekitError(f"table runs use the mlp network, not {model_cfg.net!r}")
-        if model_cfg.prior == "vamp":
-            raise VaekitError("the VampPrior's pseudo-inputs are images; table runs take prior normal, mog or hierarchical")
-        if model_cfg.num_classes != self.model_config(model_cfg, schema).num_classes:
-            raise VaekitError("a table run is conditioned on its categorical --target, never on --num-classes")
         layout = Layout(schema)
         k = model_cfg.num_classes
         return Nets((layout.num_fields,),
@@ -106,30 +123,35 @@ class TableKind(Kind):
 
         save_final(run_dir, vae, splits, schema)
 
-    def sample(self, run, args) -> None:
+    def sample(self, run, opts):
         from .commands import sample
 
-        sample(run, args)
+        return sample(run, opts)
 
-    def reconstruct(self, run, args) -> None:
+    def reconstruct(self, run, opts):
         from .commands import reconstruct
 
-        reconstruct(run, args)
+        return reconstruct(run, opts)
 
-    def interpolate(self, run, args) -> None:
+    def interpolate(self, run, opts):
         from .commands import interpolate
 
-        interpolate(run, args)
+        return interpolate(run, opts)
 
-    def evaluate(self, run, args, x, y, figures: dict) -> dict:
+    def write(self, run, command: str, result, opts) -> None:
+        from .commands import write
+
+        write(run, command, result, opts)
+
+    def evaluate(self, run, opts, x, y, figures: dict) -> dict:
         from .commands import evaluate
 
-        return evaluate(run, args)
+        return evaluate(run, opts)
 
-    def explain(self, run, x, y, normal_x, normal_y, args) -> dict[str, list]:
+    def explain(self, run, x, y, normal_x, normal_y, opts) -> dict[str, list]:
         from .commands import explain
 
-        return explain(run, x, y, normal_x, normal_y, args)
+        return explain(run, x, y, normal_x, normal_y, opts)
 
     def report(self, run, splits) -> list[str]:
         from .commands import report

@@ -9,11 +9,9 @@ import numpy as np
 import pandas as pd
 
 from ... import explore
-from ...errors import VaekitError
-from ..image import pair_indices
 from . import columns as cols
 from .data import read_frames, write_frame
-from .read import read_table, write_csv
+from ...tabular import read_table, write_csv
 from .sampling import parse_conditions, sample_frame
 
 
@@ -29,48 +27,54 @@ def save_final(run_dir, vae, splits, schema: dict) -> None:
     save_columns(run_dir / "columns.png", real, synthetic, schema)
 
 
-def sample(run, args) -> None:
-    if args.label is not None or args.sampler != "prior":
-        raise VaekitError("table runs sample from the prior, with --condition COL=VALUE to fix columns")
-    conditions = parse_conditions(args.condition)
-    frame = sample_frame(run.vae, run.schema, args.num, conditions, args.temperature, args.seed)
-    out = run.out_path(args.out, "samples.csv")
-    write_frame(frame, run.schema, out)
-    print(f"wrote {out} ({len(frame)} rows)")
+def sample(run, opts) -> pd.DataFrame:
+    """`num` synthetic rows; --condition COL=VALUE holds in every one."""
+    conditions = parse_conditions(opts.condition)
+    return sample_frame(run.vae, run.schema, opts.num, conditions, opts.temperature, opts.seed)
 
 
-def reconstruct(run, args) -> None:
-    x, y = run.inputs(args.data, args.data_dir)
-    x, y = x[: args.num], run.vae.labels_for(None if y is None else y[: args.num])
+def reconstruct(run, opts) -> pd.DataFrame:
+    """Each input row followed by its reconstruction (columns row, version, then the table's)."""
+    x, y = run.inputs(opts.data, opts.data_dir)
+    x, y = x[: opts.num], run.vae.labels_for(None if y is None else y[: opts.num])
     rec = run.vae.reconstruct(x, y)
     both = pd.concat([cols.decode(x.numpy(), run.schema), cols.decode(rec.numpy(), run.schema)],
                      keys=["input", "reconstruction"])
     both = both.reset_index(level=0, names="version").sort_index(kind="stable")
     both.insert(0, "row", both.index)
-    out = run.out_path(args.out, "reconstructions.csv")
-    write_frame(both.reset_index(drop=True), run.schema, out)
-    print(f"wrote {out} ({len(x)} inputs, each followed by its reconstruction)")
+    return both.reset_index(drop=True)
 
 
-def interpolate(run, args) -> None:
-    x, y = run.inputs(args.data, args.data_dir)
+def interpolate(run, opts) -> pd.DataFrame:
+    """Rows along paths between the posterior means of random input pairs (columns pair, step)."""
+    x, y = run.inputs(opts.data, opts.data_dir)
     y = run.vae.labels_for(y)
-    idx = pair_indices(len(x), args.pairs, args.seed)
+    idx = explore.pair_indices(len(x), opts.pairs, opts.seed)
     ya, yb = (None, None) if y is None else (y[idx[::2]], y[idx[1::2]])
-    fields = explore.interpolate(run.vae, x[idx[::2]], x[idx[1::2]], args.steps, args.spherical, ya, yb)
+    fields = explore.interpolate(run.vae, x[idx[::2]], x[idx[1::2]], opts.steps, opts.spherical, ya, yb)
     frame = cols.decode(fields.flatten(0, 1).numpy(), run.schema)  # (P * K) rows
-    frame.insert(0, "step", np.tile(np.arange(args.steps), args.pairs))
-    frame.insert(0, "pair", np.repeat(np.arange(args.pairs), args.steps))
-    out = run.out_path(args.out, "interpolations.csv")
+    frame.insert(0, "step", np.tile(np.arange(opts.steps), opts.pairs))
+    frame.insert(0, "pair", np.repeat(np.arange(opts.pairs), opts.steps))
+    return frame
+
+
+OUTPUTS = {"sample": ("samples.csv", "{n} rows"), "reconstruct": ("reconstructions.csv",
+           "{inputs} inputs, each followed by its reconstruction"), "interpolate": ("interpolations.csv",
+           "{pairs} paths of {steps} rows")}
+
+
+def write(run, command: str, frame: pd.DataFrame, opts) -> None:
+    name, what = OUTPUTS[command]
+    out = run.out_path(opts.out, name)
     write_frame(frame, run.schema, out)
-    print(f"wrote {out} ({args.pairs} paths of {args.steps} rows)")
+    print(f"wrote {out} ({what.format(n=len(frame), inputs=len(frame) // 2, pairs=getattr(opts, 'pairs', 0), steps=getattr(opts, 'steps', 0))})")
 
 
 def evaluate(run, args) -> dict:
     from .quality import table_quality
 
     frames = read_frames(run.data_config(args.data_dir))
-    synthetic = getattr(args, "synthetic", None)
+    synthetic = args.synthetic
     synth = read_table(synthetic) if synthetic else sample_frame(run.vae, run.schema, len(frames.train), seed=args.seed)
     return table_quality(frames.train, frames.test, synth, run.schema, synthetic or "a fresh sample")
 

@@ -14,7 +14,7 @@ from ...data import Splits, split_indices
 from ...errors import VaekitError
 from . import columns as cols
 from .model import Layout
-from .read import read_table, write_csv
+from ...tabular import read_table, write_csv
 from .sampling import target_index
 
 

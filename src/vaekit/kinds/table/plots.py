@@ -87,7 +87,7 @@ def association_figure(real: pd.DataFrame, synth: pd.DataFrame, schema: dict):
 
 
 def report_sections(run, frames, splits) -> list[str]:
-    from ...report import data_uri, figure, latent_scatter, table
+    from ...pages import data_uri, figure, latent_scatter, table
     from .sampling import sample_frame
     from .quality import table_quality
 

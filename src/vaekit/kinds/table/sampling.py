@@ -11,7 +11,7 @@ import torch
 
 from ...errors import VaekitError
 from ...metrics import autocast
-from ...train import resolve_precision
+from ...speed import resolve_precision
 from . import columns as cols
 from .model import Layout
 

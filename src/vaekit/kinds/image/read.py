@@ -1,15 +1,16 @@
-"""The image kind: IDX (MNIST, Fashion-MNIST), scikit-learn's 8x8 digits, .npy/.npz arrays,
-folders of images and CSV tables of pixels (with --kind image), as (N, C, H, W) tensors in [0, 1].
+"""Reading images: IDX (MNIST, Fashion-MNIST), scikit-learn's 8x8 digits, .npy/.npz arrays,
+folders of images and CSV tables of pixels (with --kind image), as (N, C, H, W) tensors in [0, 1],
+split, with classes left out and binarised as the run's options say.
 
 Everything is validated on the way in: a bad file raises VaekitError naming the file and the
-problem. Outputs are pictures: sample grids, inputs over their reconstructions, interpolation
-paths and the decoded latent manifold.
+problem.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import gzip
+import zlib
 import io
 import math
 import os
@@ -19,13 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import checkpoint as ckpt
-from .. import explore
-from ..config import DataConfig
-from ..data import Splits, as_tensor, binarize, split_indices
-from ..errors import VaekitError
-from ..plotting import save_grid, save_pairs
-from . import Kind
+from ...config import DataConfig
+from ...data import Splits, as_tensor, split_indices
+from ...errors import VaekitError
 
 IDX_SETS = ("mnist", "fashion-mnist")
 IDX_FILES = {
@@ -45,7 +42,7 @@ def read_idx(path: Path) -> np.ndarray:
             raw = gzip.decompress(raw)
     except FileNotFoundError:
         raise VaekitError(f"{path}: file not found") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise VaekitError(f"{path}: corrupt gzip data ({e})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise VaekitError(f"{path}: not an IDX file (bad magic number)")
@@ -272,8 +269,14 @@ def is_named(name: str) -> bool:
     return name == "digits" or name in IDX_SETS
 
 
-def load_images(cfg: DataConfig) -> Splits:
-    """Load, validate, split and (statically) binarize the configured image set."""
+def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Sample each pixel as Bernoulli(x): the dynamic binarization of Salakhutdinov & Murray (2008)."""
+    return torch.bernoulli(x, generator=generator)
+
+
+def load_images(cfg: DataConfig, options) -> Splits:
+    """Load, validate, split and (statically) binarize the configured image set; `options` are
+    the image kind's (binarize, exclude_classes)."""
     name = cfg.name
     if name == "digits":
         x, y = load_digits_arrays()
@@ -294,10 +297,10 @@ def load_images(cfg: DataConfig) -> Splits:
         keep, held = split_indices(len(x), cfg.test_fraction, cfg.split_seed)
         test = (x[held], None if y is None else y[held])
         x, y = x[keep], None if y is None else y[keep]
-    if cfg.exclude_classes:
+    if options.exclude_classes:
         if y is None:
             raise VaekitError(f"{name}: exclude_classes needs labelled data")
-        keep = ~np.isin(y, cfg.exclude_classes)
+        keep = ~np.isin(y, options.exclude_classes)
         x, y = x[keep], y[keep]
     val_fraction = cfg.val_fraction if cfg.val_fraction is not None else (1 / 60 if name in IDX_SETS else 0.1)
     train_i, val_i = split_indices(len(x), val_fraction, cfg.split_seed + 1)
@@ -307,135 +310,27 @@ def load_images(cfg: DataConfig) -> Splits:
         as_tensor(x[train_i]), t(y, train_i), as_tensor(x[val_i]), t(y, val_i),
         as_tensor(test[0]), None if test[1] is None else as_tensor(test[1], torch.long),
     )
-    if cfg.binarize != "none":
+    if options.binarize != "none":
         # Evaluation splits are binarized once, with a fixed seed, so test figures are stable.
         g = torch.Generator().manual_seed(cfg.split_seed)
         splits.val_x, splits.test_x = binarize(splits.val_x, g), binarize(splits.test_x, g)
-        if cfg.binarize == "static":
+        if options.binarize == "static":
             splits.train_x = binarize(splits.train_x, g)
     return splits
 
 
-def load_image_inputs(cfg: DataConfig, name: str | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def load_image_inputs(cfg: DataConfig, options, name: str | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Inputs to score or picture, `name` defaulting to the run's data: a named set means its
     test split, a file or folder all of it (binarized with the fixed seed when the config
     binarizes)."""
     name = name or cfg.name
     if is_named(name):
-        splits = load_images(dataclasses.replace(cfg, name=name, test_data=None))
+        splits = load_images(dataclasses.replace(cfg, name=name, test_data=None), options)
         return splits.test_x, splits.test_y
     x, y = load_file(Path(name))
     x, y = as_tensor(x), None if y is None else as_tensor(y, torch.long)
-    if cfg.binarize != "none":
+    if options.binarize != "none":
         x = binarize(x, torch.Generator().manual_seed(cfg.split_seed))
     return x, y
 
 
-class ImageKind(Kind):
-    """Images as (C, H, W) tensors in [0, 1]; pictures out."""
-
-    name = "image"
-    final_outputs = ("samples.png", "reconstructions.png")
-
-    def detect(self, name: str) -> bool:
-        path = Path(name)
-        return is_named(name) or path.suffix.lower() in ARRAY_SUFFIXES | IMAGE_SUFFIXES or path.is_dir()
-
-    def load(self, cfg: DataConfig, schema: dict | None = None):
-        splits = load_images(cfg)
-        return splits, {"x_shape": list(splits.shape)}
-
-    def inputs(self, cfg: DataConfig, schema: dict, name: str | None):
-        return load_image_inputs(cfg, name)
-
-    def save_epoch(self, run_dir, vae, z, epoch: int) -> None:
-        save_grid(Path(run_dir) / "samples" / f"epoch_{epoch:03d}.png", vae.decode(z, class_cycle(vae, len(z))).mean)
-
-    def save_final(self, run_dir, vae, splits, schema: dict, num_samples: int) -> None:
-        run_dir = Path(run_dir)
-        save_grid(run_dir / "samples.png", vae.sample(num_samples, generator=torch.Generator().manual_seed(0)))
-        x, y = (splits.test_x, splits.test_y) if len(splits.test_x) else (splits.train_x, splits.train_y)
-        y = y[:32] if vae.conditional else None
-        save_pairs(run_dir / "reconstructions.png", x[:32], vae.reconstruct(x[:32], y))
-
-    # ---- commands
-
-    def sample(self, run, args) -> None:
-        if args.condition:
-            raise VaekitError("--condition applies to table runs; an image run takes --label (conditional VAE)")
-        vae = run.vae
-        out = run.out_path(args.out, "samples.png")
-        if args.label is not None and not vae.conditional:
-            raise VaekitError("--label needs a conditional VAE (train with --num-classes)")
-        y = torch.full((args.num,), args.label) if args.label is not None else class_cycle(vae, args.num)
-        if args.sampler == "posterior":
-            z = run.posterior_sampler(args.components, args.seed, args.data_dir).sample(args.num, args.temperature)
-            x = vae.decode(z, y).mean.detach()
-        else:
-            x = vae.sample(args.num, temperature=args.temperature, generator=torch.Generator().manual_seed(args.seed), y=y)
-        save_images(out, x)  # (N, C, H, W)
-
-    def reconstruct(self, run, args) -> None:
-        vae = run.vae
-        x, y = run.inputs(args.data, args.data_dir)
-        x, y = x[: args.num], vae.labels_for(None if y is None else y[: args.num])
-        out = run.out_path(args.out, "reconstructions.png")
-        if out.suffix == ".npy":
-            save_images(out, torch.stack([x, vae.reconstruct(x, y)], dim=1))  # (N, 2, C, H, W)
-        else:
-            save_pairs(out, x, vae.reconstruct(x, y))
-            print(f"wrote {out}")
-
-    def interpolate(self, run, args) -> None:
-        x, y = run.inputs(args.data, args.data_dir)
-        y = run.vae.labels_for(y)
-        idx = pair_indices(len(x), args.pairs, args.seed)
-        ya, yb = (None, None) if y is None else (y[idx[::2]], y[idx[1::2]])
-        path = explore.interpolate(run.vae, x[idx[::2]], x[idx[1::2]], args.steps, args.spherical, ya, yb)
-        save_images(run.out_path(args.out, "interpolations.png"), path.flatten(0, 1), nrow=args.steps)  # (P*K, C, H, W)
-
-    def manifold(self, run, args) -> None:
-        x = explore.manifold(run.vae, args.grid, args.span, tuple(args.dims), label=args.label or 0)
-        save_images(run.out_path(args.out, "manifold.png"), x, nrow=args.grid)
-
-    def evaluate(self, run, args, x, y, figures: dict) -> dict:
-        if not getattr(args, "quality", False):
-            return {}
-        from .. import quality
-
-        splits = run.splits(args.data_dir)
-        net = quality.feature_net_for(run.run_dir, splits.train_x, splits.train_y)
-        n = min(len(x), 10_000)
-        samples = run.vae.sample(n, generator=torch.Generator().manual_seed(args.seed),
-                                 y=None if y is None or not run.vae.conditional else y[:n])
-        return {"frechet_classifier_distance": quality.frechet_distance(
-                    quality.feature_stats(net, samples), quality.feature_stats(net, x[:n])),
-                "frechet_feature_net": quality.RECIPE}
-
-    def report(self, run, splits) -> list[str]:
-        from ..report import image_sections
-
-        return image_sections(run, splits)
-
-
-def class_cycle(vae, num: int) -> torch.Tensor | None:
-    """Labels 0, 1, ..., K-1, 0, ... for a conditional model's `num` draws; None otherwise."""
-    if not vae.conditional:
-        return None
-    return (torch.arange(num) % vae.cfg.num_classes).to(next(vae.parameters()).device)
-
-
-def pair_indices(n: int, pairs: int, seed: int) -> torch.Tensor:
-    """2 * pairs distinct random indices below n: pairs are (idx[0], idx[1]), (idx[2], idx[3]), ..."""
-    if n < 2 * pairs:
-        raise VaekitError(f"need {2 * pairs} inputs for {pairs} pairs, got {n}")
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: 2 * pairs]
-
-
-def save_images(out: Path, x: torch.Tensor, nrow: int | None = None) -> None:
-    """A .npy path gets the array, anything else a PNG grid."""
-    if out.suffix == ".npy":
-        ckpt.write_npy(out, x.numpy())
-    else:
-        save_grid(out, x, nrow)
-    print(f"wrote {out}")

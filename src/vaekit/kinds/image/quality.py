@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoint as ckpt
-from .errors import VaekitError
-from .nets import mlp
-from .optim import Adam
+from ... import checkpoint as ckpt
+from ...errors import VaekitError
+from ...nets import mlp
+from ...optim import Adam
 
 RECIPE = "mlp-512-256, adam 1e-3, batch 256, 3 epochs, seed 0"
 

@@ -1,4 +1,5 @@
-"""Reading tables: CSV or TSV with a header row (gzipped or not) and Parquet, strictly.
+"""Reading tables: CSV or TSV with a header row (gzipped or not) and Parquet, strictly. Any kind
+whose users hold their data as a table reads it here (table rows, interactions, SMILES columns).
 
 CSV cells are read as text, so a cell comes back with its exact spelling (types are inferred
 later, in columns.py); pyarrow parses them (fast, strict about ragged rows and invalid UTF-8).
@@ -11,13 +12,21 @@ from __future__ import annotations
 
 import csv
 import gzip
+import zlib
 import io
 from pathlib import Path
 
 import pandas as pd
 
-from ...errors import VaekitError
-from . import PARQUET_SUFFIXES
+from .errors import VaekitError
+
+CSV_SUFFIXES = (".csv", ".tsv", ".tab")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def is_table_path(name: str) -> bool:
+    lower = name.lower()
+    return lower.removesuffix(".gz").endswith(CSV_SUFFIXES) or lower.endswith(PARQUET_SUFFIXES)
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """A file's table: text columns (object dtype, exact spelling) from CSV/TSV, typed columns
@@ -50,7 +59,7 @@ def open_text(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
         return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise VaekitError(f"{path}: corrupt gzip data ({e})") from None
 
 
@@ -143,7 +152,7 @@ def line_number(raw: bytes, text: str) -> int | None:
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
     """The frame as CSV (or TSV for a .tsv name), atomically; missing cells as the frame holds them."""
-    from ...checkpoint import atomic_write
+    from .files import atomic_write
 
     sep = "\t" if str(path).lower().removesuffix(".gz").endswith((".tsv", ".tab")) else ","
     data = frame.to_csv(index=False, sep=sep, lineterminator="\n").encode()
