@@ -1,6 +1,6 @@
 """Small tables: does the default command give 1,000 rows as good a model as the full table?
 
-    python bench/table_small.py --data-dir ../shared/data [--rows 1000] [--seeds 3]
+    python bench/table_small.py --data-dir ../shared/data [--rows 1000] [--seeds 3] [-- TRAIN FLAGS]
 
 UCI Adult's training file subsampled to --rows rows (seeded), written as CSV as a user holds it;
 then, per seed, the default command `vaekit train --data small.csv --test-data test.csv --target
@@ -35,6 +35,8 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=1000)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads of each command (0: torch's default)")
+    p.add_argument("train_flags", nargs="*", help="after --: more flags of the train command (e.g. --min-steps 0, "
+                                                  "the defaults before training scaled with the data)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -48,7 +50,7 @@ def main() -> None:
             threads = ["--threads", str(args.threads)] if args.threads else []
             start = time.perf_counter()
             subprocess.run(VAEKIT + ["train", "--data", str(small), "--test-data", str(test), "--target", "income",
-                                     "--out", str(run), "--quiet", *threads], check=True)
+                                     "--out", str(run), "--quiet", *threads, *args.train_flags], check=True)
             seconds = time.perf_counter() - start
             out = subprocess.run(VAEKIT + ["evaluate", str(run), "--json", "--quiet", "--seed", str(seed)],
                                  check=True, capture_output=True, text=True).stdout
