@@ -121,7 +121,7 @@ class TrainConfig:
     # reach it) in batches of at most a SMALL_DATA_BATCHES-th of the training examples: counted in
     # epochs, an 800-row table at batch 512 got 60 updates (train.scaled_to_data)
     min_steps: int = option(0, "a small data set trains for at least this many steps, in batches of at most an "
-                               "eighth of it (tables: 2,000; 0: off)")
+                               "eighth of it (tables: 1,500; 0: off)")
     batch_size: int | None = option(None, "examples per step (default: the network's fast default)")
     lr: float | None = option(None, "learning rate (default: the network's, scaled for a batch size given)")
     lr_schedule: str = option("cosine", "constant, or cosine to 0 at the last step", choices=("constant", "cosine"))

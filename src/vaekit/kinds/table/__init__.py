@@ -51,7 +51,7 @@ class TableKind(Kind):
     supports = Supports(likelihoods=("columns",))
     defaults = {"model.hidden": [256, 256], "model.latent_dim": 32, "model.likelihood": "columns",
                 "train.batch_size": 512, "train.lr": 2e-3, "train.epochs": 30, "train.warmup_steps": 200,
-                "train.min_steps": 2000}
+                "train.min_steps": 1500}
     final_outputs = ("samples.csv", "columns.png")
 
     def detect(self, name: str) -> bool:
