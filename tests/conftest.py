@@ -55,6 +55,14 @@ def mnist_dir():
     return SHARED_DATA
 
 
+def image_vae(model_cfg, shape):
+    """A VAE over images of `shape` as the image kind builds it (the conv net is the kind's)."""
+    from vaekit.kinds import registry
+    from vaekit.vae import VAE
+
+    return VAE(model_cfg, shape, registry()["image"].nets(model_cfg, {"x_shape": list(shape)}))
+
+
 def small_config(**train) -> Config:
     """A digits model that trains in about a second."""
     cfg = Config()

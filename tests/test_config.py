@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 import vaekit
-from conftest import small_config
+from conftest import image_vae, small_config
 from vaekit.checkpoint import load_config_of
 from vaekit.config import FAST_DEFAULTS, Config, load_config
 
@@ -19,7 +19,7 @@ def test_every_preset_loads_and_builds(path):
 
     cfg = load_config(path)
     shape = (1, 8, 8) if cfg.data.name == "digits" else (1, 28, 28)
-    vae = vaekit.VAE(cfg.model, shape)
+    vae = image_vae(cfg.model, shape)
     # The preset's choices reach the model: its prior, latent size, and a loss per example.
     assert type(vae.prior) is type(PRIORS[cfg.model.prior](cfg.model, shape)) and vae.latent_dim == cfg.model.latent_dim
     x = torch.rand(3, *shape).round()

@@ -19,7 +19,7 @@ from vaekit import load_data
 from vaekit.kinds.image.read import read_idx
 from vaekit.errors import VaekitError
 
-from conftest import small_config
+from conftest import image_vae, small_config
 
 CASES = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
@@ -143,7 +143,7 @@ def test_fuzz_config(tmp_path_factory, data):
                                               st.floats(allow_nan=True), st.text(max_size=5),
                                               st.lists(st.integers(-5, 10**9), max_size=3)))
         path.write_text(json.dumps(d))
-    loads_or_refuses(lambda: vaekit.VAE(load_config(path).model, (1, 8, 8)))
+    loads_or_refuses(lambda: image_vae(load_config(path).model, (1, 8, 8)))
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,15 @@ from torch.distributions import Independent, Normal, kl_divergence
 
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.likelihoods import LIKELIHOODS
-from vaekit.nets import NETS
 from vaekit.objectives import OBJECTIVES, kl_term
 from vaekit.priors import PRIORS
 from vaekit.vae import VAE
 from vaekit.errors import VaekitError
 
-SHAPES = {"mlp": (1, 8, 8), "conv": (3, 12, 8)}
+from conftest import image_vae
+
+SHAPES = {"mlp": (1, 8, 8), "conv": (3, 12, 8)}  # the core's dense net and the image kind's conv net
+NETS = list(SHAPES)
 
 
 @pytest.mark.parametrize("net,likelihood,prior,objective",
@@ -22,8 +24,8 @@ def test_every_component_trains(net, likelihood, prior, objective):
     """Contract: shapes, finite per-example terms, gradients reaching every parameter."""
     torch.manual_seed(0)
     shape = SHAPES[net]
-    vae = VAE(ModelConfig(net=net, likelihood=likelihood, prior=prior, latent_dim=3, hidden=[16],
-                          prior_components=4), shape)
+    vae = image_vae(ModelConfig(net=net, likelihood=likelihood, prior=prior, latent_dim=3, hidden=[16],
+                                prior_components=4), shape)
     x = (torch.rand(5, *shape) * 255).round() / 255  # 8-bit values, valid for every likelihood
     qz_x = vae.encode(x)
     assert qz_x.batch_shape == (5,) and qz_x.event_shape == (3,)
@@ -78,7 +80,9 @@ def test_gaussian_recon_is_in_nats():
 
 def test_conv_needs_sides_divisible_by_four():
     with pytest.raises(VaekitError, match="divisible by 4"):
-        VAE(ModelConfig(net="conv"), (1, 10, 10))
+        image_vae(ModelConfig(net="conv"), (1, 10, 10))
+    with pytest.raises(VaekitError, match="unknown network 'conv'"):  # the core's nets are dense only
+        VAE(ModelConfig(net="conv"), (1, 8, 8))
 
 
 def test_unknown_component_names_the_choices():
@@ -91,9 +95,9 @@ def test_posterior_init_std_sets_the_starting_spread(net):
     shape = SHAPES[net]
     x = torch.rand(64, *shape)
     torch.manual_seed(0)
-    default = VAE(ModelConfig(net=net, latent_dim=3, hidden=[16]), shape).encode(x).base_dist.scale
+    default = image_vae(ModelConfig(net=net, latent_dim=3, hidden=[16]), shape).encode(x).base_dist.scale
     torch.manual_seed(0)
-    small = VAE(ModelConfig(net=net, latent_dim=3, hidden=[16], posterior_init_std=0.05), shape).encode(x).base_dist.scale
+    small = image_vae(ModelConfig(net=net, latent_dim=3, hidden=[16], posterior_init_std=0.05), shape).encode(x).base_dist.scale
     assert 0.5 < default.median() < 2 and 0.03 < small.median() < 0.08
     with pytest.raises(VaekitError, match="posterior_init_std"):
         ModelConfig(posterior_init_std=-1.0)

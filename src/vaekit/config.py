@@ -149,7 +149,7 @@ class TrainConfig:
     device: str = option("cpu", "cpu | cuda | cuda:N")
     compile: bool | None = option(None, "torch.compile the training step (default: on for CPU runs of 20,000+ "
                                         "steps, where it pays)")
-    channels_last: bool = option(True, "NHWC memory format for the conv net (default on)")
+    channels_last: bool = option(True, "NHWC memory format for models with convolutions (default on)")
     tf32: bool = option(True, "TF32 matrix products for fp32 on CUDA (default on)")
     # fp32 dense layers on x86 CPUs through oneDNN instead of torch.mm; None: whichever measures faster
     onednn: bool | None = option(None, "fp32 dense layers on x86 CPUs through oneDNN instead of torch.mm "

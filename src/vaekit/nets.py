@@ -101,7 +101,7 @@ def with_condition(h: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
 
 
 class MLPEncoder(nn.Module):
-    """(B, C, H, W) [+ condition (B, K)] -> (B, out_dim) through fully connected layers."""
+    """(B, *x_shape) [+ condition (B, K)] -> (B, out_dim) through fully connected layers."""
 
     def __init__(self, x_shape, out_dim: int, hidden: list[int], activation: str, cond_dim: int = 0):
         super().__init__()
@@ -120,55 +120,8 @@ class MLPDecoder(nn.Module):
         self.net = mlp([latent_dim + cond_dim, *reversed(hidden), math.prod(out_shape)], activation)
 
     def forward(self, z, c=None):
-        return self.net(with_condition(z, c)).view(-1, *self.out_shape)  # (B, C', H, W)
+        return self.net(with_condition(z, c)).view(-1, *self.out_shape)  # (B, *out_shape)
 
 
-def conv_checks(shape, hidden: list[int]) -> None:
-    c, h, w = shape
-    if h % 4 or w % 4:
-        raise ValueError(f"the conv net needs sides divisible by 4, got {h}x{w}")
-    if not hidden:
-        raise ValueError("the conv net needs the size of its dense layer (e.g. --hidden 256)")
+NETS = {"mlp": (MLPEncoder, MLPDecoder)}  # the generic networks; a kind brings its own (Kind.nets)
 
-
-class ConvEncoder(nn.Module):
-    """Two stride-2 convolutions (side / 4), then a dense layer of hidden[0] units."""
-
-    def __init__(self, x_shape, out_dim: int, hidden: list[int], activation: str, cond_dim: int = 0,
-                 channels: tuple[int, int] = (32, 64)):
-        super().__init__()
-        conv_checks(x_shape, hidden)
-        c, h, w = x_shape
-        c1, c2 = channels
-        act = ACTIVATIONS[activation]
-        self.conv = nn.Sequential(nn.Conv2d(c, c1, 4, 2, 1), act(), nn.Conv2d(c1, c2, 4, 2, 1), act(), nn.Flatten())
-        self.dense = nn.Sequential(Dense(c2 * (h // 4) * (w // 4) + cond_dim, hidden[0]), act(),
-                                   Dense(hidden[0], out_dim))
-
-    def forward(self, x, c=None):
-        return self.dense(with_condition(self.conv(x), c))  # (B, out_dim)
-
-
-class ConvDecoder(nn.Module):
-    """The mirror image of ConvEncoder: dense layers, then two stride-2 transposed convolutions."""
-
-    def __init__(self, latent_dim: int, out_shape, hidden: list[int], activation: str, cond_dim: int = 0,
-                 channels: tuple[int, int] = (32, 64)):
-        super().__init__()
-        conv_checks(out_shape, hidden)
-        c, h, w = out_shape
-        c1, c2 = channels
-        act = ACTIVATIONS[activation]
-        self.net = nn.Sequential(
-            Dense(latent_dim + cond_dim, hidden[0]), act(),
-            Dense(hidden[0], c2 * (h // 4) * (w // 4)), act(),
-            nn.Unflatten(1, (c2, h // 4, w // 4)),
-            nn.ConvTranspose2d(c2, c1, 4, 2, 1), act(),
-            nn.ConvTranspose2d(c1, c, 4, 2, 1),
-        )
-
-    def forward(self, z, c=None):
-        return self.net(with_condition(z, c))  # (B, C', H, W)
-
-
-NETS = {"mlp": (MLPEncoder, MLPDecoder), "conv": (ConvEncoder, ConvDecoder)}

@@ -58,7 +58,7 @@ def speed_options(cfg: Config, kind, data, vae, objective, device: torch.device,
         batches = []
         for idx in torch.randperm(len(data.train_x), generator=g)[: 7 * tc.batch_size].split(tc.batch_size)[:7]:
             x = data.train_x.index_select(0, idx.to(device))
-            if cfg.model.net == "conv" and tc.channels_last:
+            if uses_channels_last(vae, tc):
                 x = x.contiguous(memory_format=torch.channels_last)
             batches.append((x, data.train_y.index_select(0, idx.to(device)) if vae.conditional else None))
         signature = {"kind": kind.name, "shape": list(data.shape), "model": dataclasses.asdict(cfg.model),
@@ -108,3 +108,9 @@ def compiled(model: nn.Module, device: torch.device):
             return model(*args)
 
     return call
+
+
+def uses_channels_last(model: nn.Module, tc) -> bool:
+    """NHWC memory (oneDNN's fast layout for convolutions) for a model with 2-D convolutions,
+    unless --no-channels-last."""
+    return tc.channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules())

@@ -20,7 +20,6 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +33,11 @@ from .config import Config
 from .data import Splits
 from .errors import VaekitError
 from .kinds import Kind, check_model, kind_of
+from .guards import LossGuard, Rollback, TrainingStopped, stop_signals  # noqa: F401 - importable from here
 from .metrics import autocast, evaluate_elbo
 # The speed policy lives in speed.py; these names stay importable from here.
-from .speed import COMPILE_MIN_STEPS, compiled, resolve_device, resolve_precision, speed_options, wants_compile  # noqa: F401
+from .speed import (COMPILE_MIN_STEPS, compiled, resolve_device, resolve_precision, speed_options,  # noqa: F401
+                    uses_channels_last, wants_compile)
 from .nets import set_onednn
 from .objectives import OBJECTIVES
 from .optim import Adam, WeightAverage, averaged, make_optimizer
@@ -51,50 +52,6 @@ MAX_ROLLBACKS = 3
 # on a signal): a run of 2-step epochs spent most of its time writing 32 MB checkpoints. A crash
 # repeats at most this much work; the resumed run still ends bit-identical.
 EPOCH_CHECKPOINT_SECONDS = 10.0
-
-
-class TrainingStopped(Exception):
-    """SIGINT or SIGTERM arrived; a checkpoint was written and the run can be resumed."""
-
-    def __init__(self, signum: int, run_dir: Path, state: ckpt.TrainState):
-        self.signum = signum
-        super().__init__(f"stopped by {signal.Signals(signum).name} at epoch {state.epoch + 1}, step {state.step}; "
-                         f"checkpoint saved. Resume with: vaekit train --resume {run_dir}")
-
-
-class Rollback(Exception):
-    pass
-
-
-class LossGuard:
-    """Watches the training loss once the warm-ups are over: each log window's mean loss goes into
-    a moving average (about ten windows); a new best average copies the weights, optimizer moments
-    and weight average aside, and an average `tolerance` (a share of the best) above the best asks
-    for them back. Nothing here touches the step's numbers, so a run it never trips is unchanged."""
-
-    SMOOTHING = 0.1
-
-    def __init__(self, tolerance: float, tensors: list[torch.Tensor]):
-        self.tolerance, self.tensors = tolerance, tensors
-        self.saved: list[torch.Tensor] | None = None
-        self.smooth: float | None = None
-        self.best, self.best_step = math.inf, 0
-
-    def tripped(self, loss: float, step: int) -> bool:
-        """Take one window's mean loss; True when the run should go back to the best weights."""
-        self.smooth = loss if self.smooth is None else self.smooth + self.SMOOTHING * (loss - self.smooth)
-        if self.smooth < self.best:
-            self.best, self.best_step = self.smooth, step
-            if self.saved is None:
-                self.saved = [t.clone() for t in self.tensors]
-            else:
-                torch._foreach_copy_(self.saved, self.tensors)
-            return False
-        return self.smooth - self.best > self.tolerance * abs(self.best)
-
-    def restore(self) -> None:
-        torch._foreach_copy_(self.tensors, self.saved)
-        self.smooth = self.best
 
 
 def guarded_tensors(run: Run) -> list[torch.Tensor]:
@@ -138,6 +95,7 @@ class Run:
     average: WeightAverage | None = None  # --ema: the weights validated, kept and saved
     guard: LossGuard | None = None  # --loss-guard
     prepare: object = None  # the kind's (x, generator) -> x for every training batch, or None
+    nhwc: bool = False  # batches in channels-last memory (a model with convolutions)
 
 
 SMALL_DATA_BATCHES = 8  # with min_steps, an epoch has at least this many batches (of 16 rows or more)
@@ -169,27 +127,6 @@ def check_data(data: Splits, vae: VAE) -> None:
         raise VaekitError(f"labels reach {int(data.train_y.max())}, beyond num_classes {vae.cfg.num_classes}")
     if vae.likelihood.needs_unit_range and (data.train_x.min() < 0 or data.train_x.max() > 1):
         raise VaekitError(f"likelihood {vae.cfg.likelihood!r} needs data in [0, 1]; use --likelihood gaussian")
-
-
-@contextmanager
-def stop_signals():
-    """SIGINT / SIGTERM only raise a flag: the loop finishes its step, checkpoints and stops."""
-    flag = {"signum": None}
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def handler(signum, frame):
-        flag["signum"] = signum
-
-    for s in old:
-        signal.signal(s, handler)
-    try:
-        yield flag
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits | None = None,
@@ -228,7 +165,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
     vae = ckpt.build_vae(cfg, kind, schema, data.shape).to(device)
     if tc.init_from and not resume:  # on resume the checkpoint holds the weights
         ckpt.load_trained_weights(tc.init_from, vae)
-    if cfg.model.net == "conv" and tc.channels_last:
+    if uses_channels_last(vae, tc):
         vae = vae.to(memory_format=torch.channels_last)
     check_data(data, vae)
     objective = pick(OBJECTIVES, tc.objective, "objective")(tc)
@@ -252,7 +189,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, data: Splits |
     run = Run(cfg, run_dir, kind, schema, vae, model, make_optimizer(vae, tc), torch.Generator(device).manual_seed(tc.seed),
               data, device, precision, dist, fixed_z.to(device),
               torch.amp.GradScaler("cuda", init_scale=2.0**10) if precision == "fp16" else None,
-              average=WeightAverage(vae, tc.ema) if tc.ema else None, prepare=kind.prepare_batch(cfg.data))
+              average=WeightAverage(vae, tc.ema) if tc.ema else None, prepare=kind.prepare_batch(cfg.data), nhwc=uses_channels_last(vae, tc))
     if tc.loss_guard:
         run.guard = LossGuard(tc.loss_guard, guarded_tensors(run))
 
@@ -311,7 +248,7 @@ def fit(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict], prog
 
 
 def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict], stop: dict, bar) -> None:
-    cfg, tc, device, dist = run.cfg, run.cfg.train, run.device, run.dist
+    tc, device, dist = run.cfg.train, run.device, run.dist
     n = len(run.data.train_x)
     steps_per_epoch = epoch_steps(n, tc)
     total_steps = tc.epochs * steps_per_epoch
@@ -349,7 +286,7 @@ def run_epochs(run: Run, state: ckpt.TrainState, extra: dict, records: list[dict
             y = run.data.train_y.index_select(0, idx) if run.vae.conditional else None
             if run.prepare is not None:  # the kind's own step, e.g. dynamic binarisation
                 x = run.prepare(x, run.generator)
-            if cfg.model.net == "conv" and tc.channels_last:
+            if run.nhwc:
                 x = x.contiguous(memory_format=torch.channels_last)
             progress = spent() / budget if budget else None
             lr = learning_rate(state.step, total_steps, tc.lr, tc.lr_schedule, warmup_steps, progress) * state.lr_scale

@@ -28,8 +28,8 @@ def pick(registry: dict, name: str, kind: str):
 
 
 class VAE(nn.Module):
-    """A VAE over examples of shape x_shape, built from a ModelConfig: with the dense (or conv)
-    networks and the likelihood the config names, or with the `nets` a data kind built."""
+    """A VAE over examples of shape x_shape, built from a ModelConfig: with the dense networks and
+    the likelihood the config names, or with the `nets` a data kind built."""
 
     def __init__(self, cfg: ModelConfig, x_shape: tuple[int, ...], nets=None):
         super().__init__()
@@ -104,21 +104,13 @@ class VAE(nn.Module):
 
 
 def dense_nets(cfg: ModelConfig, x_shape: tuple[int, ...], num_params: int):
-    """The encoder and decoder `cfg.net` names over examples of shape (C, H, W); the decoder
-    gives `num_params` likelihood parameters per channel."""
+    """The generic encoder and decoder over examples of any shape (S0, S1, ...); the decoder gives
+    `num_params` likelihood parameters per entry of the first axis (per channel of an image)."""
     encoder_cls, decoder_cls = pick(NETS, cfg.net, "network")
-    if len(x_shape) != 3:
-        raise VaekitError(f"the {cfg.net!r} network takes (C, H, W) examples, not shape {x_shape}")
-    c, h, w = x_shape
-    out_shape = (c * num_params, h, w)
+    out_shape = (x_shape[0] * num_params, *x_shape[1:])
     k = cfg.num_classes
-    extra = {"channels": tuple(cfg.conv_channels)} if cfg.net == "conv" else {}
-    try:
-        encoder = encoder_cls(x_shape, 2 * cfg.latent_dim, cfg.hidden, cfg.activation, k, **extra)
-        decoder = decoder_cls(cfg.latent_dim, out_shape, cfg.hidden, cfg.activation, k, **extra)
-    except ValueError as e:
-        raise VaekitError(f"model {cfg.net!r} cannot take data of shape {x_shape}: {e}") from None
-    return encoder, decoder
+    return (encoder_cls(x_shape, 2 * cfg.latent_dim, cfg.hidden, cfg.activation, k),
+            decoder_cls(cfg.latent_dim, out_shape, cfg.hidden, cfg.activation, k))
 
 
 def output_bias(encoder: nn.Module, width: int) -> torch.Tensor:

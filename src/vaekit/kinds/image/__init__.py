@@ -88,6 +88,14 @@ class ImageKind(Kind):
 
         return tensors(run, data)
 
+    def nets(self, model_cfg, schema: dict):
+        """The conv networks for `--model conv` (the dense MLP of the core otherwise)."""
+        if model_cfg.net != "conv":
+            return None
+        from .nets import conv_nets
+
+        return conv_nets(model_cfg, tuple(schema["x_shape"]))
+
     def prepare_batch(self, cfg: DataConfig):
         return binarize if self.options(cfg).binarize == "dynamic" else None
 
