@@ -139,6 +139,12 @@ def tiny_data(kind: str, folder: Path) -> Path:
     if kind == "smiles":
         (folder / "mols.smi").write_text("\n".join(MOLECULES) + "\n")
         return folder / "mols.smi"
+    if kind == "series":
+        t = np.arange(80)
+        frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-01", periods=80, freq="5min").astype(str),
+                              "load": np.sin(t / 5) + 0.1 * rng.normal(size=80), "temp": np.cos(t / 7) + t / 80})
+        frame.to_csv(folder / "stream.csv", index=False)
+        return folder / "stream.csv"
     lines = [" ".join(rng.choice(WORDS, rng.integers(3, 9))) for _ in range(30)]
     (folder / "lines.txt").write_text("\n".join(lines) + "\n")
     return folder / "lines.txt"
@@ -147,7 +153,8 @@ def tiny_data(kind: str, folder: Path) -> Path:
 # Model sizes that train in a second or two; the kinds' defaults otherwise.
 SMALL = {"image": ["--hidden", "16", "--latent-dim", "2"], "table": ["--hidden", "16", "--latent-dim", "2"],
          "items": ["--hidden", "16", "--latent-dim", "4"], "smiles": ["--hidden", "16,32", "--latent-dim", "4"],
-         "text": ["--hidden", "16,32", "--latent-dim", "4"]}
+         "text": ["--hidden", "16,32", "--latent-dim", "4"],
+         "series": ["--hidden", "16", "--latent-dim", "2", "--window", "8"]}
 
 
 @pytest.fixture(scope="module", params=sorted(KINDS))
@@ -192,6 +199,9 @@ def test_every_command_works_or_says_why_in_one_line(tiny_run, tmp_path, capsys)
         assert sample == 0 and x.shape == (5, 1, 4, 4) and 0 <= x.min() and x.max() <= 1
     elif kind == "items":
         assert sample == 2  # item sets recommend; they have no sample
+    elif kind == "series":  # synthetic windows: 5 of 8 rows each
+        drawn = pd.read_csv(tmp_path / "s.csv")
+        assert sample == 0 and list(drawn.columns) == ["window", "step", "load", "temp"] and len(drawn) == 40
     else:
         assert sample == 0 and len(pd.read_csv(tmp_path / "s.csv")) == 5
     assert outcome(capsys, ["evaluate", str(run), "--json", "--iw-samples", "3", "--quiet"]) == 0
@@ -200,8 +210,8 @@ def test_every_command_works_or_says_why_in_one_line(tiny_run, tmp_path, capsys)
     assert np.isfinite(figures["neg_elbo"]) and abs(figures["nll"] - figures["neg_elbo"]) < 0.2 * abs(figures["neg_elbo"])
     assert outcome(capsys, ["encode", str(run), "--out", out("e.npy")]) == 0
     assert np.load(tmp_path / "e.npy").shape[1] == vaekit.load(run).latent_dim
-    assert outcome(capsys, ["anomaly", str(run), "--out", out("a.csv")]) == 0
-    assert "score" in pd.read_csv(tmp_path / "a.csv").columns
+    assert outcome(capsys, ["anomaly", str(run), "--data", str(data), "--out", out("a.csv")]) == 0
+    assert {"score", "anomaly_score"} & set(pd.read_csv(tmp_path / "a.csv").columns)
     for command in ("reconstruct", "interpolate", "latents", "report"):
         argv = [command, str(run), "--out", out(f"{command}.{'html' if command == 'report' else 'out'}")]
         if command == "interpolate":
@@ -209,7 +219,10 @@ def test_every_command_works_or_says_why_in_one_line(tiny_run, tmp_path, capsys)
         code = outcome(capsys, argv)
         assert code == 2 or (tmp_path / Path(argv[3]).name).stat().st_size > 0
     for command, spec in k.commands.items():
-        argv = [command, str(run), "--out", out(command)]
+        argv = [command, str(run), "--out", out(command)] if spec.takes_run else \
+            [command, "--data", str(data), "--kind", kind, "--out", out(command)]
+        if command == "detect":
+            argv += ["--probation", "30", "--window", "8"]
         if command == "recommend":
             argv += ["--items", "i1,i2,i3"]
         if command == "optimize":
@@ -217,7 +230,10 @@ def test_every_command_works_or_says_why_in_one_line(tiny_run, tmp_path, capsys)
         assert outcome(capsys, argv) in (0, 2)
     for name, other in registry().items():  # another kind's commands: one line, exit 2
         for command in set(other.commands) - set(k.commands):
-            one_line_exit_2(capsys, [command, str(run)], command, f"{kind} runs")
+            if other.commands[command].takes_run:
+                one_line_exit_2(capsys, [command, str(run)], command, f"{kind} runs")
+            else:
+                one_line_exit_2(capsys, [command, "--data", str(data), "--kind", kind], command, kind)
 
 
 def flag_value(f: dataclasses.Field) -> list[str]:
@@ -273,9 +289,12 @@ def test_the_python_api_gives_the_kinds_objects(tiny_run):
         assert np.array_equal(drawn, again)  # the same seed, the same draws
     elif kind == "table":
         assert isinstance(drawn, pd.DataFrame) and list(drawn.columns) == ["age", "city", "score", "member"]
+    elif kind == "series":
+        assert isinstance(drawn, pd.DataFrame) and list(drawn.columns) == ["window", "step", "load", "temp"]
     else:
         assert isinstance(drawn, list) and len(drawn) == 4 and all(isinstance(s, str) for s in drawn)
     inputs = {"image": lambda: np.load(data)["x"][:6], "table": lambda: pd.read_csv(data).head(6),
+              "series": lambda: pd.read_csv(data).head(6),
               "smiles": lambda: MOLECULES[:6], "text": lambda: data.read_text().splitlines()[:6]}[kind]()
     z = model.encode(inputs)
     assert z.shape == (6, model.vae.latent_dim) and np.isfinite(z).all()
@@ -310,9 +329,10 @@ def test_encode_and_anomaly_read_their_inputs_once(tiny_run, tmp_path, monkeypat
     assert main(["encode", str(run), "--data", str(data), "--out", str(tmp_path / "e.csv")]) == 0
     assert len(calls) == 1
     assert main(["anomaly", str(run), "--data", str(data), "--out", str(tmp_path / "a.csv")]) == 0
-    assert len(calls) == 2
+    assert len(calls) == (1 if kind == "series" else 2)  # a series scores its streams with its own reader
     rows = pd.read_csv(tmp_path / "e.csv")
-    assert len(rows) == len(pd.read_csv(tmp_path / "a.csv")) and ("id" in rows.columns) == (kind in ("items", "smiles", "text"))
+    assert len(rows) == len(pd.read_csv(tmp_path / "a.csv"))
+    assert ("id" in rows.columns) == (kind in ("items", "smiles", "text", "series"))
 
 
 def test_posterior_init_std_reaches_every_kinds_encoder(tiny_run):
@@ -363,3 +383,19 @@ def test_a_kind_adds_a_command_with_one_registry_line(monkeypatch, tmp_path, cap
         one_line_exit_2(capsys, ["echo", "--data", "digits"], "echo", "image")
     finally:
         registry.cache_clear()
+
+
+def test_fit_takes_a_path_or_a_dataframe_and_options_by_name(tmp_path):
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x": rng.normal(size=40), "kind": rng.choice(["p", "q"], 40)})
+    model = vaekit.fit(frame, epochs=2, hidden=[16], latent_dim=2, target="kind", out=tmp_path / "t")
+    assert model.kind == "table" and model.run.cfg.data.options["target"] == "kind"
+    rows = model.sample(5, seed=0)
+    assert list(rows.columns) == ["x", "kind"] and set(rows["kind"]) <= {"p", "q"}
+    text = tiny_data("text", tmp_path)
+    model = vaekit.fit(text, epochs=2, hidden=[16, 32], latent_dim=4, out=tmp_path / "s")
+    assert model.kind == "text" and len(model.sample(3)) == 3
+    assert vaekit.open(tmp_path / "s").encode(["the cat sat"]).shape == (1, 4)
+    with pytest.raises(VaekitError, match="target does not apply to text data"):
+        vaekit.fit(text, target="x", out=tmp_path / "never")
+    assert not (tmp_path / "never").exists()

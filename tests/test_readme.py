@@ -57,6 +57,9 @@ def readme_folder(adult, tmp_path) -> Path:
     head_gz(SHARED_DATA / "moses" / "test.csv.gz", tmp_path / "moses" / "test.csv.gz", 501)
     head_gz(SHARED_DATA / "austen" / "persuasion.txt.gz", tmp_path / "persuasion.txt.gz", 2000)
     shutil.copy(SHARED_DATA / "movielens-100k" / "ml-100k.inter", tmp_path)
+    shutil.copy(SHARED_DATA / "skab" / "valve1" / "0.csv", tmp_path / "valve.csv")
+    machine = SHARED_DATA / "nab" / "realKnownCause" / "machine_temperature_system_failure.csv"
+    pd.read_csv(machine, dtype=str).head(2000).to_csv(tmp_path / "machine.csv", index=False)
     ratings = pd.read_csv(tmp_path / "ml-100k.inter", sep="\t")
     ratings.columns = [c.split(":")[0] for c in ratings.columns]
     ratings[ratings["user_id"] <= 3].to_csv(tmp_path / "new_users.csv", index=False)
@@ -83,5 +86,6 @@ def test_every_shell_command_runs(adult, tmp_path):
         assert done.returncode == 0, f"{command}\n{done.stderr[-1000:]}"
     assert (folder / "synth.csv").is_file() and (folder / "runs" / "digits" / "report.html").is_file()
     assert len(pd.read_csv(folder / "mols.csv")) == 300 and (folder / "best.csv").is_file()
+    assert len(pd.read_csv(folder / "stream_scores.csv")) == 2000 and "top_columns" in pd.read_csv(folder / "valve_scores.csv")
     recs = pd.read_csv(folder / "new_recs.csv")
     assert list(recs.columns) == ["user", "item", "rank", "score"] and set(recs["user"]) == {1, 2, 3}

@@ -144,7 +144,9 @@ def cmd_run(args) -> None:
                     raise VaekitError(f"{flag_name(f)} does not apply to {kind.name} runs")
     values = {name: getattr(args, name) for name in allowed if getattr(args, name, None) is not None}
     opts = build_options(merged(f"{kind.name}_{command}", core, *own), values)
-    if command in COMMANDS:
+    if command in kind.replaces:
+        getattr(kind, kind.replaces[command])(run, opts)
+    elif command in COMMANDS:
         COMMANDS[command].function(run, opts)
     else:
         getattr(kind, kind.commands[command].method)(run, opts)

@@ -99,7 +99,8 @@ class EncodeOptions(DataOptions):
 @dataclass
 class AnomalyOptions(DataOptions):
     score: str = option("neg_elbo", "the anomaly score", choices=anomaly.SCORES)
-    fpr: float = option(0.05, "false-positive rate on normal data for the threshold")
+    fpr: float | None = option(None, "false-positive rate on normal data for the threshold (default 0.05; series "
+                                     "runs: 0.01 of the training rows)")
     num_samples: int = option(10, "posterior draws per -ELBO score")
     normal_data: str | None = option(None, "normal inputs for the threshold (default: the run's validation split)")
 
@@ -175,9 +176,10 @@ def anomaly_scores(run, opts) -> dict:
         splits = run.splits(opts.data_dir)
         normal_x, normal_y = splits.val_x, splits.val_y
     normal_scores = anomaly.score(vae, normal_x, opts.score, num_samples=opts.num_samples, y=vae.labels_for(normal_y))
-    threshold = anomaly.threshold_at(normal_scores, opts.fpr)
+    fpr = opts.fpr if opts.fpr is not None else 0.05
+    threshold = anomaly.threshold_at(normal_scores, fpr)
     classes, is_anomaly = run.kind.anomalies(run, y, opts)
-    summary = {"score": opts.score, "target_fpr": opts.fpr, "anomaly_classes": classes,
+    summary = {"score": opts.score, "target_fpr": fpr, "anomaly_classes": classes,
                **anomaly.summarize(scores, threshold, is_anomaly)}
     out = run.out_path(opts.out, "anomaly.csv")
     columns = {"index": list(range(len(scores)))} | ({"id": ids} if ids else {})

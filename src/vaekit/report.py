@@ -45,7 +45,7 @@ def write_report(run, out: Path, data_dir: str | None = None) -> None:
     if anomaly_json.exists():
         summary = json.loads(anomaly_json.read_text())
         body = table({k: v for k, v in summary.items() if k not in ("scores_csv", "histogram")})
-        if Path(summary.get("histogram", "")).exists():
+        if summary.get("histogram") and Path(summary["histogram"]).exists():
             body += figure(file_uri(Path(summary["histogram"])), "Anomaly scores and the threshold")
         sections.append("<h2>Anomaly detection</h2>" + body)
 

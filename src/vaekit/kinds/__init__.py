@@ -77,6 +77,9 @@ class Kind:
     # kind does not declare is refused (exit 2), never ignored.
     command_options: dict[str, type] = {}
     commands: dict[str, KindCommand] = {}  # commands of its own
+    # Shared commands the kind does its own way: {command: Kind method (run, options)}, with the
+    # shared command's options (e.g. a series' anomaly CSV: time, anomaly_score, flagged, top_columns).
+    replaces: dict[str, str] = {}
     supports = Supports()
     # Config values (dotted keys) a fresh run of this kind starts from; --config and flags win.
     defaults: dict = {}
@@ -219,6 +222,7 @@ KINDS = {
     "items": "vaekit.kinds.items:ItemsKind",
     "smiles": "vaekit.kinds.sequence:SmilesKind",
     "text": "vaekit.kinds.sequence:TextKind",
+    "series": "vaekit.kinds.series:SeriesKind",
 }
 
 

@@ -1,0 +1,108 @@
+"""Streams: vaekit's series kind on NAB and SKAB, scored by the benchmarks' own scorers.
+
+    python bench/series_quality.py --data-dir ../shared/data --tools ../shared/tools/series [--only nab|skab]
+
+1. NAB: the whole command `vaekit detect --data nab/ --kind series --out W/vaekit` (35 files, each
+   a stream: learn from its probation rows, score the rest from the past only, refit as it grows;
+   one configuration for every file), timed; then NAB's own scorer (`nab_score.py`: thresholds
+   optimised and scores normalised as NAB does) for the standard, reward-low-FP and reward-low-FN
+   profiles.
+2. SKAB (its outlier-detection leaderboard protocol): for each of the 34 labelled experiments,
+   `vaekit train --train-rows 400` on the file, `vaekit anomaly` of all its rows; `skab_eval.py`
+   with the rule `train-quantile:0.99` (an alarm above the 99th percentile of the file's 400
+   training scores), TP/FP/FN pooled. Then the same, each model trained on the anomaly-free
+   recording instead.
+3. Speed: rows per second of `vaekit anomaly` on NAB's longest file with a trained run (median of 3).
+
+Prints every figure measured in this one run; `--keep DIR` keeps the score files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+VAEKIT = [sys.executable, "-m", "vaekit"]
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, text=True, **kw)
+
+
+def nab(data: Path, tools: Path, work: Path, extra: list[str]) -> None:
+    out = work / "nab" / "vaekit"
+    start = time.perf_counter()
+    run(VAEKIT + ["detect", "--data", str(data / "nab"), "--kind", "series", "--out", str(out), *extra])
+    seconds = time.perf_counter() - start
+    rows = sum(sum(1 for _ in open(p)) - 1 for p in (data / "nab").rglob("*.csv"))
+    print(f"NAB: vaekit detect over 35 files ({rows:,} rows): {seconds:.1f} s (whole command)", flush=True)
+    report = work / "nab.json"
+    run([sys.executable, str(tools / "nab_score.py"), str(out), "--names", "vaekit", "--data-dir", str(data / "nab"),
+         "--json", str(report)])
+
+
+def skab(data: Path, tools: Path, work: Path, extra: list[str]) -> None:
+    experiments = sorted(p for group in ("valve1", "valve2", "other") for p in (data / "skab" / group).glob("*.csv"))
+    for mode in ("first 400 rows", "anomaly-free recording"):
+        pred = work / ("skab" if mode.startswith("first") else "skab-free")
+        free_run = work / "free-run"
+        if not mode.startswith("first"):
+            run(VAEKIT + ["train", "--data", str(data / "skab" / "anomaly-free" / "anomaly-free.csv"), "--kind",
+                          "series", "--out", str(free_run), "--quiet", *extra], stdout=subprocess.DEVNULL)
+        start = time.perf_counter()
+        for path in experiments:
+            target = pred / path.parent.name / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            model = free_run
+            if mode.startswith("first"):
+                model = work / "runs" / path.parent.name / path.stem
+                run(VAEKIT + ["train", "--data", str(path), "--kind", "series", "--train-rows", "400", "--out",
+                              str(model), "--quiet", *extra], stdout=subprocess.DEVNULL)
+            run(VAEKIT + ["anomaly", str(model), "--data", str(path), "--out", str(target)], stdout=subprocess.DEVNULL)
+        print(f"SKAB, trained on each file's {mode}: {time.perf_counter() - start:.1f} s for 34 files", flush=True)
+        run([sys.executable, str(tools / "skab_eval.py"), str(pred), "--threshold-rule", "train-quantile:0.99",
+             "--data-dir", str(data / "skab"), "--label", f"vaekit ({mode})", "--json", str(work / f"{pred.name}.json")])
+
+
+def speed(data: Path, work: Path) -> None:
+    path = data / "nab" / "realKnownCause" / "machine_temperature_system_failure.csv"
+    model = work / "speed-run"
+    run(VAEKIT + ["train", "--data", str(path), "--kind", "series", "--train-rows", "3000", "--out", str(model),
+                  "--quiet"], stdout=subprocess.DEVNULL)
+    rows = sum(1 for _ in open(path)) - 1
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        run(VAEKIT + ["anomaly", str(model), "--data", str(path), "--out", str(work / "speed.csv")],
+            stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    print(f"vaekit anomaly, {rows:,} rows: median {statistics.median(times):.2f} s whole command "
+          f"({rows / statistics.median(times):,.0f} rows/s including start-up)", flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--tools", type=Path, required=True, help="the folder of nab_score.py and skab_eval.py")
+    p.add_argument("--only", choices=["nab", "skab", "speed"])
+    p.add_argument("--keep", type=Path, help="keep the score files here")
+    p.add_argument("extra", nargs="*", help="after --: more flags for the train / detect commands")
+    args = p.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="vaekit-series-"))
+    work.mkdir(parents=True, exist_ok=True)
+    for name, job in (("nab", nab), ("skab", skab)):
+        if args.only in (None, name):
+            job(args.data_dir, args.tools, work, args.extra)
+    if args.only in (None, "speed"):
+        speed(args.data_dir, work)
+    print(json.dumps({"work": str(work)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The series kind: metric and sensor streams (a time column and numeric channels), a VAE over
+sliding windows, and causal per-row anomaly scores calibrated on the training rows, with the
+channels that explain them (data.py, model.py, commands.py; docs/series.md).
+
+Commands: `anomaly` scores every row of a file with a trained run (the kind's own CSV: time,
+anomaly_score, flagged, top_columns), `detect` learns and scores a stream in one go as an operator
+runs it (NAB's protocol), `evaluate --label-col` gives point-wise F1, false and missed alarm rates,
+AUROC and average precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...config import DataConfig
+from ...errors import VaekitError
+from ...options import option
+from .. import Kind, KindCommand, Nets, Supports
+
+
+@dataclass
+class Options:
+    """Options of stream data (vaekit train --kind series --time-col T --columns A,B --window 32 ...)."""
+
+    time_col: str | None = field(default=None, metadata={"help": "series: the time column (default: timestamp, "
+                                                                 "datetime, time, date)"})
+    columns: list[str] = field(default_factory=list, metadata={
+        "help": "series: the channels (default: every column but the time and label columns)"})
+    window: int = field(default=32, metadata={"help": "series: rows in each window the VAE sees (default 32)"})
+    train_rows: int | None = field(default=None, metadata={
+        "help": "series: fit on the first N rows of each file only (default: all rows)"})
+
+    def __post_init__(self):
+        if not 2 <= self.window <= 4096:
+            raise VaekitError(f"--window must be in [2, 4096], got {self.window}")
+        if self.train_rows is not None and self.train_rows < 2:
+            raise VaekitError(f"--train-rows must be at least 2, got {self.train_rows}")
+
+
+@dataclass
+class EvaluateOptions:
+    label_col: str | None = option(None, "series: the 0/1 label column of --data, for F1, false and missed alarm "
+                                         "rates, AUROC and average precision at the run's threshold")
+
+
+@dataclass
+class DetectOptions:
+    time_col: str | None = option(None, "the time column (default: timestamp, datetime, time, date)")
+    columns: list[str] = option(help="the channels (default: every column but the time and label columns)",
+                                default_factory=list)
+    window: int = option(32, "rows in each window (default 32)")
+    probation: str | None = option(None, "rows (or a share, e.g. 0.15) learned from before any score: default "
+                                         "NAB's, 15% of the file and at most 750 rows", metavar="ROWS|SHARE")
+    refit_every: int | None = option(None, "refit on everything seen so far every ROWS rows (default: each time "
+                                           "the rows seen have doubled)", metavar="ROWS")
+    fpr: float = option(0.01, "false-positive rate on the training rows' scores for `flagged` (default 0.01)")
+
+    def __post_init__(self):
+        if self.refit_every is not None and self.refit_every < 1:
+            raise VaekitError(f"--refit-every must be at least 1, got {self.refit_every}")
+        if not 0 < self.fpr < 1:
+            raise VaekitError(f"--fpr must be in (0, 1), got {self.fpr}")
+
+
+class SeriesKind(Kind):
+    name = "series"
+    Options = Options
+    command_options = {"evaluate": EvaluateOptions}
+    commands = {"detect": KindCommand("series: learn from a stream's first rows and score the rest as they come "
+                                      "(causal, with refits)", DetectOptions, "detect_command", takes_run=False)}
+    replaces = {"anomaly": "anomaly"}  # its own CSV: time, anomaly_score, flagged, top_columns
+    supports = Supports(likelihoods=("gaussian-per-point",))
+    # A small MLP over windows, as Donut (two 100-unit layers); at least 1,000 steps however short the stream.
+    defaults = {"model.hidden": [100, 100], "model.latent_dim": 8, "model.likelihood": "gaussian-per-point",
+                "train.batch_size": 128, "train.lr": 2e-3, "train.epochs": 20, "train.warmup_steps": 100,
+                "train.min_steps": 1000, "train.grad_clip": 5.0, "data.val_fraction": 0.1}
+    final_outputs = ("calibration.json",)
+
+    def detect(self, name) -> bool:
+        return False  # a CSV is a table unless --kind series says otherwise
+
+    def load(self, cfg: DataConfig, schema: dict | None = None):
+        from .data import stream_files
+        from .commands import load_streams
+
+        return load_streams(stream_files(cfg.name), cfg, self.options(cfg), schema)
+
+    def inputs(self, cfg: DataConfig, schema: dict, name: str | None):
+        from .commands import file_windows
+
+        return file_windows(cfg, schema, name)
+
+    def tensors(self, run, data):
+        from .commands import frame_windows
+
+        return frame_windows(run, data), None
+
+    def nets(self, model_cfg, schema: dict) -> Nets:
+        from ...nets import MLPDecoder, MLPEncoder
+        from .model import PointGaussian
+
+        c, w = schema["x_shape"]
+        return Nets((c, w), MLPEncoder((c, w), 2 * model_cfg.latent_dim, model_cfg.hidden, model_cfg.activation),
+                    MLPDecoder(model_cfg.latent_dim, (2 * c, w), model_cfg.hidden, model_cfg.activation),
+                    PointGaussian())
+
+    def save_final(self, run_dir, vae, splits, schema: dict, num_samples: int) -> None:
+        from .commands import save_calibration
+
+        save_calibration(run_dir, vae, splits)
+
+    def sample(self, run, opts):
+        from .commands import sample
+
+        return sample(run, opts)
+
+    def reconstruct(self, run, opts):
+        from .commands import reconstruct
+
+        return reconstruct(run, opts)
+
+    def write(self, run, command: str, result, opts) -> None:
+        from .commands import write
+
+        write(run, command, result, opts)
+
+    def anomaly(self, run, opts) -> None:
+        from .commands import anomaly
+
+        anomaly(run, opts)
+
+    def detect_command(self, opts) -> None:
+        from .commands import detect
+
+        detect(opts)
+
+    def evaluate(self, run, opts, x, y, figures: dict) -> dict:
+        from .commands import evaluate
+
+        return evaluate(run, opts, x)
+
+    def report(self, run, splits) -> list[str]:
+        from .commands import report_sections
+
+        return report_sections(run, splits)

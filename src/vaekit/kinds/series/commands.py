@@ -1,0 +1,442 @@
+"""The commands on streams: splits of windows for training, per-row scores calibrated on the
+training rows, streaming detection with refits, point-wise evaluation against labels, and the
+report's pictures."""
+
+from __future__ import annotations
+
+import bisect
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ... import files
+from ...config import Config, DataConfig
+from ...data import Splits
+from ...errors import VaekitError
+from .data import Stream, channels, fit_scaling, read_stream, scaled, stream_files, time_column, windows
+from .model import point_scores
+
+TAIL = 0.1  # the top share of training scores whose excess a exponential tail models
+
+
+# ---------------------------------------------------------------- training data
+
+
+def training_rows(stream: Stream, train_rows: int | None) -> int:
+    return len(stream.values) if train_rows is None else min(train_rows, len(stream.values))
+
+
+def load_streams(paths: list[Path], cfg: DataConfig, options, schema: dict | None = None):
+    """Splits of windows: each file's first `train_rows` rows (all by default), the last
+    `val_fraction` of them (in time) for validation; the test split is each file's rows after
+    its training rows, or its validation rows when there are none."""
+    expect = schema["columns"] if schema else None
+    streams = [read_stream(p, options.time_col or (schema or {}).get("time_col"), options.columns, expect)
+               for p in paths]
+    if schema is None:
+        first = streams[0]
+        tcol = time_column(first.frame, options.time_col, Path(first.path))
+        names = channels(first.frame, tcol, options.columns, Path(first.path))
+        for s in streams[1:]:
+            other = channels(s.frame, time_column(s.frame, options.time_col, Path(s.path)), options.columns, Path(s.path))
+            if other != names:
+                raise VaekitError(f"{s.path}: channels {other[:6]} differ from {first.path}'s {names[:6]}")
+        for s in streams:
+            if len(s.values) < options.window:
+                raise VaekitError(f"{s.path}: {len(s.values)} rows, shorter than one window ({options.window})")
+        train = [s.values[: training_rows(s, options.train_rows)] for s in streams]
+        schema = {"time_col": tcol, "columns": names, "window": options.window, "x_shape": [len(names), options.window],
+                  **fit_scaling(train, names, cfg.name)}
+    val_share = cfg.val_fraction if cfg.val_fraction is not None else 0.1
+    parts = {"train": [], "val": [], "test": []}
+    for s in streams:
+        x = windows(scaled(s.values, schema), schema["window"])
+        n = training_rows(s, options.train_rows)
+        held = max(1, int(round(n * val_share))) if n > 2 else 0
+        parts["train"].append(x[: n - held])
+        parts["val"].append(x[n - held : n])
+        parts["test"].append(x[n:] if n < len(x) else x[n - held : n])
+    cat = {k: torch.cat(v) for k, v in parts.items()}
+    return Splits(cat["train"], None, cat["val"], None, cat["test"], None), schema
+
+
+def file_windows(cfg: DataConfig, schema: dict, name: str | None):
+    """(windows, None, the rows' times) of a file (all its rows), or of the run's test split."""
+    if name is None:
+        from . import SeriesKind
+
+        splits, _ = SeriesKind().load(cfg, schema)
+        return splits.test_x, None, None
+    streams = read_streams(name, schema)
+    x = torch.cat([windows(scaled(s.values, schema), schema["window"]) for s in streams])
+    return x, None, [t for s in streams for t in s.times]
+
+
+def read_streams(name: str, schema: dict) -> list[Stream]:
+    """The files `name` names, read with the run's time column and channels (a file whose columns
+    differ from the run's is refused in one line)."""
+    return [read_stream(p, schema["time_col"], [], schema["columns"]) for p in stream_files(name)]
+
+
+def frame_windows(run, frame) -> torch.Tensor:
+    """Windows of a DataFrame holding the run's channels (rows in time order): the Python API's
+    inputs."""
+    if not isinstance(frame, pd.DataFrame):
+        raise VaekitError(f"series inputs are a DataFrame with the run's channels, got {type(frame).__name__}")
+    missing = [c for c in run.schema["columns"] if c not in frame.columns]
+    if missing:
+        raise VaekitError(f"the DataFrame has no column {missing[0]!r}")
+    values = frame[run.schema["columns"]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    return windows(scaled(values, run.schema), run.schema["window"])
+
+
+def unscaled(x: np.ndarray, schema: dict) -> np.ndarray:
+    """(..., C, W) scaled values back in the channels' units."""
+    return x * np.array(schema["spread"])[:, None] + np.array(schema["centre"])[:, None]
+
+
+@torch.no_grad()
+def sample(run, opts) -> pd.DataFrame:
+    """`num` synthetic windows: the decoder's means at z ~ p(z), in the channels' units (columns
+    window, step, then the channels)."""
+    g = torch.Generator().manual_seed(opts.seed)
+    z = run.vae.prior.sample(opts.num, opts.temperature, g, run.vae.encode)
+    means = unscaled(run.vae.decode(z).base_dist.loc.numpy(), run.schema)  # (N, C, W)
+    n, c, w = means.shape
+    frame = pd.DataFrame(means.transpose(0, 2, 1).reshape(n * w, c), columns=run.schema["columns"])
+    frame.insert(0, "step", np.tile(np.arange(w), n))
+    frame.insert(0, "window", np.repeat(np.arange(n), w))
+    return frame
+
+
+@torch.no_grad()
+def reconstruct(run, opts) -> pd.DataFrame:
+    """Each input row (its newest point) beside the decoder's mean for it at its window's
+    posterior mean: columns row, then each channel and channel_reconstruction."""
+    x, _, times = run.inputs_with_ids(opts.data, opts.data_dir)
+    x = x[: opts.num]
+    rec = run.vae.decode(run.vae.encode(x).mean).base_dist.loc.numpy()[..., -1]  # (N, C)
+    newest = unscaled(x.numpy(), run.schema)[..., -1]
+    rec = rec * np.array(run.schema["spread"]) + np.array(run.schema["centre"])
+    frame = pd.DataFrame({"row": np.arange(len(x))})
+    if times is not None:
+        frame[run.schema["time_col"]] = times[: len(x)]
+    for i, name in enumerate(run.schema["columns"]):
+        frame[name], frame[f"{name}_reconstruction"] = newest[:, i], rec[:, i]
+    return frame
+
+
+def write(run, command: str, frame: pd.DataFrame, opts) -> None:
+    out = run.out_path(opts.out, {"sample": "samples.csv", "reconstruct": "reconstructions.csv"}[command])
+    files.atomic_write(out, frame.to_csv(index=False, lineterminator="\n", float_format="%.7g").encode())
+    print(f"wrote {out} ({len(frame)} rows)")
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def fit_calibration(scores: np.ndarray) -> dict:
+    """The training rows' scores as 201 quantiles, and an exponential tail over their top TAIL
+    share (peaks over a threshold): what turns a score into a probability."""
+    scores = np.sort(np.asarray(scores, dtype=np.float64))
+    start = float(np.quantile(scores, 1 - TAIL))
+    excess = scores[scores > start] - start
+    scale = float(excess.mean()) if len(excess) else 0.0
+    spread = float(scores[-1] - scores[0]) if len(scores) > 1 else 1.0
+    return {"quantiles": np.quantile(scores, np.linspace(0, 1, 201)).tolist(), "tail_start": start,
+            "tail_scale": max(scale, 1e-6 * max(spread, 1e-6)), "num_scores": int(len(scores))}
+
+
+def calibrated(scores: np.ndarray, cal: dict) -> np.ndarray:
+    """P(a training row scores below `scores`): the empirical distribution up to the tail's start,
+    then a heavy (Pareto) tail 1 - TAIL / (1 + excess / scale), which keeps ranking rows far past
+    every training score (an exponential tail rounded them all to 1.0, and a threshold above the
+    training scores then flagged nothing)."""
+    q = np.asarray(cal["quantiles"])
+    p = np.interp(scores, q, np.linspace(0, 1, len(q)))
+    above = scores > cal["tail_start"]
+    p[above] = 1 - TAIL / (1 + (scores[above] - cal["tail_start"]) / cal["tail_scale"])
+    return np.clip(p, 0.0, 1.0)
+
+
+def save_calibration(run_dir, vae, splits) -> dict:
+    """RUN/calibration.json from the training windows' scores."""
+    cal = fit_calibration(point_scores(vae, splits.train_x).sum(1).numpy())
+    files.write_json(Path(run_dir) / "calibration.json", cal)
+    return cal
+
+
+def calibration_of(run) -> dict:
+    path = Path(run.run_dir) / "calibration.json"
+    if path.exists():
+        return files.read_json(path)
+    return fit_calibration(point_scores(run.vae, run.splits().train_x).sum(1).numpy())
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def scored(vae, x: torch.Tensor, cal: dict, names: list[str], fpr: float) -> dict:
+    """anomaly_score, flagged and top_columns for windows x."""
+    per_channel = point_scores(vae, x)  # (N, C)
+    raw = per_channel.sum(1).numpy()
+    p = calibrated(raw, cal)
+    out = {"anomaly_score": p, "flagged": (p > 1 - fpr).astype(int), "raw_score": raw}
+    if len(names) > 1:
+        out["top_columns"] = culprits(per_channel, names)
+    return out
+
+
+def culprits(per_channel: torch.Tensor, names: list[str]) -> list[str]:
+    """The channels whose newest point the model explains worst, most to least: those above an
+    even share of the row's score (at least the worst one), joined by ';'."""
+    order = torch.argsort(per_channel, dim=1, descending=True).numpy()
+    shifted = per_channel - per_channel.min(1, keepdim=True).values  # NLLs can be negative
+    above = (shifted / shifted.sum(1, keepdim=True).clamp(min=1e-12) > 1 / len(names)).numpy()
+    return [";".join(names[j] for j in row if above[i, j]) or names[row[0]] for i, row in enumerate(order)]
+
+
+def write_scores(out: Path, time_col: str, times: list[str], result: dict) -> None:
+    frame = pd.DataFrame({time_col: times, "anomaly_score": result["anomaly_score"],
+                          "flagged": result["flagged"]})
+    if "top_columns" in result:
+        frame["top_columns"] = result["top_columns"]
+    files.atomic_write(out, frame.to_csv(index=False, lineterminator="\n", float_format="%.17g").encode())
+
+
+def anomaly(run, opts) -> None:
+    """One output row per input row, in order: time, anomaly_score in [0, 1] (calibrated on the
+    training rows), flagged (at --fpr, default 0.01 of the training rows) and top_columns."""
+    if opts.score != "neg_elbo" or opts.normal_data or opts.num_samples != 10:
+        raise VaekitError("series runs score each row by its newest point's likelihood, calibrated on the training "
+                          "rows: --score, --normal-data and --num-samples do not apply")
+    fpr = opts.fpr if opts.fpr is not None else 0.01
+    if not 0 < fpr < 1:
+        raise VaekitError(f"--fpr must be in (0, 1), got {fpr}")
+    name = opts.data or run.cfg.data.name
+    schema = run.schema
+    streams = read_streams(name, schema)
+    out = run.out_path(opts.out, "anomaly.csv")
+    cal = calibration_of(run)
+    times, parts = [], []
+    for s in streams:
+        parts.append(scored(run.vae, windows(scaled(s.values, schema), schema["window"]), cal, schema["columns"], fpr))
+        times += s.times
+    result = {k: (np.concatenate([p[k] for p in parts]) if k != "top_columns" else sum((p[k] for p in parts), []))
+              for k in parts[0]}
+    write_scores(out, schema["time_col"], times, result)
+    summary = {"rows": len(times), "flagged": int(result["flagged"].sum()), "target_fpr": fpr, "scores_csv": str(out)}
+    files.write_json(Path(run.run_dir) / "anomaly.json", summary)
+    print(json.dumps(summary))
+
+
+# ---------------------------------------------------------------- streaming detection
+
+
+def probation_rows(value: str | None, n: int) -> int:
+    """NAB's probation: 15% of the file, at most 750 rows; or ROWS, or a SHARE below 1."""
+    if value is None:
+        return min(750, int(0.15 * n))
+    try:
+        number = float(value)
+    except ValueError:
+        raise VaekitError(f"--probation must be a number of rows or a share, got {value!r}") from None
+    rows = int(number * n) if 0 < number < 1 else int(number)
+    if rows < 2:
+        raise VaekitError(f"--probation gives {rows} rows; at least 2 are needed to learn from")
+    return rows
+
+
+def refit_points(probation: int, n: int, every: int | None) -> list[int]:
+    """The rows after which the model is fitted again on everything before them."""
+    points, r = [], probation
+    while r < n:
+        points.append(r)
+        r = r + every if every else 2 * r
+    return points
+
+
+def fit_stream(values: np.ndarray, names: list[str], opts, path: str, seed: int, work: Path):
+    """A model (and its schema and calibration) fitted on `values`, the rows seen so far."""
+    from ...train import train
+    from . import SeriesKind
+
+    kind = SeriesKind()
+    window = min(opts.window, len(values))
+    cfg = Config().override(kind.defaults).override(
+        {"data.name": path, "data.kind": "series", "data.options.window": window, "train.seed": seed,
+         "train.precision": "fp32", "train.compile": False, "train.threads": 1})
+    schema = {"time_col": "t", "columns": names, "window": window, "x_shape": [values.shape[1], window]}
+    try:
+        schema |= fit_scaling([values], schema["columns"], path)
+    except VaekitError:  # a channel flat so far: scale it by 1 until it moves
+        v = values[~np.isnan(values).any(1)] if np.isnan(values).any() else values
+        schema |= {"centre": np.median(v, axis=0).tolist() if len(v) else [0.0] * values.shape[1],
+                   "spread": [float(s) if s > 0 else 1.0 for s in (v.std(0) if len(v) else np.ones(values.shape[1]))]}
+    x = windows(scaled(values, schema), window)
+    held = max(1, len(x) // 10)
+    splits = Splits(x[: len(x) - held], None, x[len(x) - held :], None, x[len(x) - held :], None)
+    run_dir = Path(tempfile.mkdtemp(dir=work))
+    vae = train(cfg, run_dir, data=splits, schema=schema, progress=False)
+    vae.eval()
+    return vae, schema, fit_calibration(point_scores(vae, x).sum(1).numpy())
+
+
+class PastScores:
+    """The raw scores of every row seen so far, sorted: a row's probability is its rank among
+    them (ties counted half), and past the highest a heavy tail whose scale is the spread of
+    their top TAIL share. Against the stream's own past, a level the stream has settled into
+    stops alarming; against the probation rows alone it alarmed for the rest of the file."""
+
+    def __init__(self, scores: np.ndarray):
+        self.sorted = sorted(float(v) for v in scores)
+        self.scale = self.tail_scale()
+
+    def tail_scale(self) -> float:
+        top = np.asarray(self.sorted[int(len(self.sorted) * (1 - TAIL)):])
+        spread = self.sorted[-1] - self.sorted[0]
+        return max(float(top.std()) if len(top) > 1 else 0.0, 1e-6 * max(spread, 1e-6))
+
+    def add(self, score: float) -> float:
+        """The probability of `score` against the past, then `score` joins the past."""
+        past, n = self.sorted, len(self.sorted)
+        low, high = bisect.bisect_left(past, score), bisect.bisect_right(past, score)
+        if low == n:  # past every earlier score: a heavy tail beyond the highest
+            p = 1 - 0.5 / n / (1 + (score - past[-1]) / self.scale)
+        else:
+            p = (low + 0.5 * (high - low)) / n
+        bisect.insort(past, score)
+        if n % 256 == 0:
+            self.scale = self.tail_scale()
+        return p
+
+
+def detect_stream(stream: Stream, opts, work: Path) -> dict:
+    """Scores of every row of one stream from the past only: 0 during probation, then the raw
+    score of the model fitted at the last refit before the row, ranked against the raw scores of
+    every earlier row (the probation windows' included)."""
+    n = len(stream.values)
+    probation = probation_rows(opts.probation, n)
+    if probation >= n:
+        raise VaekitError(f"{stream.path}: {n} rows, all of them probation ({probation}); nothing to score")
+    points = refit_points(probation, n, opts.refit_every)
+    score = np.zeros(n)
+    tops = [""] * n
+    names = channel_names(stream, opts)
+    past = None
+    for k, start in enumerate(points):
+        end = points[k + 1] if k + 1 < len(points) else n
+        vae, schema, _ = fit_stream(stream.values[:start], names, opts, stream.path, opts.seed, work)
+        if past is None:
+            past = PastScores(point_scores(vae, windows(scaled(stream.values[:start], schema), schema["window"])).sum(1)
+                              .numpy())
+        # The windows of rows start..end-1, each from rows up to itself, scaled as at the refit.
+        lo = max(0, start - schema["window"] + 1)
+        x = windows(scaled(stream.values[lo:end], schema), schema["window"])[start - lo :]
+        per_channel = point_scores(vae, x)
+        score[start:end] = [past.add(v) for v in per_channel.sum(1).tolist()]
+        if len(names) > 1:
+            tops[start:end] = culprits(per_channel, names)
+    out = {"anomaly_score": score, "flagged": (score > 1 - opts.fpr).astype(int)}
+    if len(names) > 1:
+        out["top_columns"] = tops
+    return out
+
+
+def channel_names(stream: Stream, opts) -> list[str]:
+    frame = stream.frame
+    return channels(frame, time_column(frame, opts.time_col, Path(stream.path)), opts.columns, Path(stream.path))
+
+
+def detect(opts) -> None:
+    """`vaekit detect --data F --kind series --out scores.csv`: each file of --data scored as a
+    stream; several files write a folder of CSVs named as the inputs."""
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(opts.seed)
+    paths = stream_files(opts.data)
+    if not opts.out:
+        raise VaekitError("detect needs --out (a CSV for one file, a folder for several)")
+    out = Path(opts.out)
+    many = len(paths) > 1 or Path(opts.data).is_dir()
+    if many:
+        out.mkdir(parents=True, exist_ok=True)
+    elif not out.parent.is_dir():
+        raise VaekitError(f"{out.parent}: output directory not found")
+    root = Path(opts.data) if Path(opts.data).is_dir() else None
+    with tempfile.TemporaryDirectory(prefix="vaekit-detect-") as work:
+        for path in tqdm(paths, desc="detect", unit="file", disable=len(paths) < 2, file=sys.stderr):
+            stream = read_stream(path, opts.time_col, opts.columns)
+            if len(stream.values) < 2:
+                raise VaekitError(f"{path}: fewer than 2 rows")
+            result = detect_stream(stream, opts, Path(work))
+            tcol = time_column(stream.frame, opts.time_col, path)
+            target = out / (path.relative_to(root) if root else Path(path.name)) if many else out
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_scores(target, tcol, stream.times, result)
+    print(f"wrote {out}")
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate(run, opts, x: torch.Tensor) -> dict:
+    """Point-wise F1, false alarm rate (% of normal rows flagged), missed alarm rate (% of
+    anomalous rows not flagged), AUROC and average precision of the calibrated scores, at the
+    run's threshold (0.01 of the training rows), against --label-col of --data."""
+    if not opts.label_col:
+        return {}
+    if not opts.data:
+        raise VaekitError("--label-col needs --data FILE (the file whose rows the labels belong to)")
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    streams = read_streams(opts.data, run.schema)
+    labels = []
+    for s in streams:
+        if opts.label_col not in s.frame.columns:
+            raise VaekitError(f"{s.path}: no label column {opts.label_col!r}")
+        values = pd.to_numeric(s.frame[opts.label_col], errors="coerce")
+        if values.isna().any() or not values.isin([0, 1]).all():
+            raise VaekitError(f"{s.path}: the label column {opts.label_col!r} must hold 0 and 1")
+        labels.append(values.to_numpy(dtype=int))
+    y = np.concatenate(labels)
+    result = scored(run.vae, x, calibration_of(run), run.schema["columns"], 0.01)
+    flagged, p = result["flagged"].astype(bool), result["anomaly_score"]
+    tp, fp = int((flagged & (y == 1)).sum()), int((flagged & (y == 0)).sum())
+    fn, tn = int((~flagged & (y == 1)).sum()), int((~flagged & (y == 0)).sum())
+    both = len(set(y.tolist())) == 2
+    return {"f1": tp / (tp + (fp + fn) / 2) if tp + fp + fn else 0.0,
+            "far": 100 * fp / (fp + tn) if fp + tn else 0.0, "mar": 100 * fn / (fn + tp) if fn + tp else 0.0,
+            "auroc": float(roc_auc_score(y, p)) if both else None,
+            "average_precision": float(average_precision_score(y, p)) if both else None,
+            "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+
+
+# ---------------------------------------------------------------- report
+
+
+def report_sections(run, splits) -> list[str]:
+    from ...pages import data_uri, figure
+    from ...plotting import figure_png, pyplot
+
+    x = splits.test_x
+    per_channel = point_scores(run.vae, x)
+    p = calibrated(per_channel.sum(1).numpy(), calibration_of(run))
+    newest = x[..., -1].numpy()  # (N, C) scaled values
+    names = run.schema["columns"]
+    plt = pyplot()
+    fig, axes = plt.subplots(len(names) + 1, 1, figsize=(10, 1.6 * (len(names) + 1)), sharex=True)
+    for i, name in enumerate(names):
+        axes[i].plot(newest[:, i] * run.schema["spread"][i] + run.schema["centre"][i], lw=0.8)
+        axes[i].set_ylabel(name, rotation=0, ha="right", fontsize=8)
+    axes[-1].plot(p, color="C3", lw=0.8)
+    axes[-1].axhline(0.99, color="k", ls="--", lw=0.6)
+    axes[-1].set_ylabel("anomaly score", rotation=0, ha="right", fontsize=8)
+    fig.tight_layout()
+    return ["<h2>The test rows and their scores</h2>" + figure(data_uri(figure_png(fig)),
+            "Each channel, then the calibrated anomaly score (dashed: flagged above 0.99)")]
