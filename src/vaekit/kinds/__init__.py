@@ -67,6 +67,19 @@ class KindCommand:
     takes_run: bool = True
 
 
+def lazy(module: str, name: str):
+    """A Kind method that calls `name(*args)` of the kind's sub-module `module`, imported on the
+    first call: a kind's class stays light (the CLI builds its flags from it) and its pandas,
+    RDKit or plotting load only when a command needs them."""
+
+    def method(self, *args, **kwargs):
+        return getattr(importlib.import_module(f"{type(self).__module__}.{module}"), name)(*args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"{module}.{name} of the kind's folder."
+    return method
+
+
 class Kind:
     """The interface every data kind implements. What a kind does not override either has a
     default that fits every kind or says, in one line, that the command does not apply."""

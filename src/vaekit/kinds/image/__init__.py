@@ -13,7 +13,7 @@ from pathlib import Path
 from ...config import DataConfig
 from ...errors import VaekitError
 from ...options import option, positive
-from .. import Kind, KindCommand, Supports
+from .. import Kind, KindCommand, Supports, lazy
 from .read import ARRAY_SUFFIXES, IMAGE_SUFFIXES, binarize, is_named, load_image_inputs, load_images
 
 BINARIZE = ("none", "static", "dynamic")
@@ -71,6 +71,10 @@ class ImageKind(Kind):
                         likelihoods=("bernoulli", "gaussian", "gaussian-learned", "discretized-logistic"),
                         conditioning=True)
     final_outputs = ("samples.png", "reconstructions.png")
+    sample = lazy("commands", "sample")
+    reconstruct = lazy("commands", "reconstruct")
+    interpolate = lazy("commands", "interpolate")
+    write = lazy("commands", "write")
 
     def detect(self, name: str) -> bool:
         path = Path(name)
@@ -108,26 +112,6 @@ class ImageKind(Kind):
         from .commands import save_final
 
         save_final(run_dir, vae, splits, num_samples)
-
-    def sample(self, run, opts):
-        from .commands import sample
-
-        return sample(run, opts)
-
-    def reconstruct(self, run, opts):
-        from .commands import reconstruct
-
-        return reconstruct(run, opts)
-
-    def interpolate(self, run, opts):
-        from .commands import interpolate
-
-        return interpolate(run, opts)
-
-    def write(self, run, command: str, result, opts) -> None:
-        from .commands import write
-
-        write(run, command, result, opts)
 
     def manifold(self, run, opts) -> None:
         from .commands import manifold

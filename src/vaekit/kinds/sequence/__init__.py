@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ...config import DataConfig
 from ...errors import VaekitError
 from ...options import option, positive
-from .. import Kind, KindCommand, Nets, Supports
+from .. import Kind, KindCommand, Nets, Supports, lazy
 
 EMBED_DIM = {"smiles": 64, "text": 256}
 
@@ -77,6 +77,10 @@ class SequenceKind(Kind):
     Options = Options
     supports = Supports(input_dropout=True)
     final_outputs = ("samples.csv",)
+    sample = lazy("commands", "sample")
+    reconstruct = lazy("commands", "reconstruct")
+    interpolate = lazy("commands", "interpolate")
+    write = lazy("commands", "write")
     evaluate_examples = 2000  # an importance-weighted NLL decodes K sequences per input
     compiles = False  # each batch has its own length
 
@@ -136,26 +140,6 @@ class SequenceKind(Kind):
         from .commands import save_final
 
         save_final(run_dir, vae, schema, self.name)
-
-    def sample(self, run, opts):
-        from .commands import sample
-
-        return sample(run, opts)
-
-    def reconstruct(self, run, opts):
-        from .commands import reconstruct
-
-        return reconstruct(run, opts)
-
-    def interpolate(self, run, opts):
-        from .commands import interpolate
-
-        return interpolate(run, opts)
-
-    def write(self, run, command: str, result, opts) -> None:
-        from .commands import write
-
-        write(run, command, result, opts)
 
     def evaluation_order(self, x):
         # Batches of similar length: the decoder runs to the longest row of each batch, and the

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ...config import DataConfig
 from ...errors import VaekitError
 from ...options import option
-from .. import Kind, KindCommand, Nets, Supports
+from .. import Kind, KindCommand, Nets, Supports, lazy
 
 
 @dataclass
@@ -75,6 +75,9 @@ class SeriesKind(Kind):
                 "train.batch_size": 128, "train.lr": 2e-3, "train.epochs": 20, "train.warmup_steps": 100,
                 "train.min_steps": 1000, "train.grad_clip": 5.0, "data.val_fraction": 0.1}
     final_outputs = ("calibration.json",)
+    sample = lazy("commands", "sample")
+    reconstruct = lazy("commands", "reconstruct")
+    write = lazy("commands", "write")
 
     def detect(self, name) -> bool:
         return False  # a CSV is a table unless --kind series says otherwise
@@ -108,21 +111,6 @@ class SeriesKind(Kind):
         from .commands import save_calibration
 
         save_calibration(run_dir, vae, splits)
-
-    def sample(self, run, opts):
-        from .commands import sample
-
-        return sample(run, opts)
-
-    def reconstruct(self, run, opts):
-        from .commands import reconstruct
-
-        return reconstruct(run, opts)
-
-    def write(self, run, command: str, result, opts) -> None:
-        from .commands import write
-
-        write(run, command, result, opts)
 
     def anomaly(self, run, opts) -> None:
         from .commands import anomaly

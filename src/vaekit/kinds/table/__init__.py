@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ...config import DataConfig
 from ...options import option
 from ...tabular import is_table_path
-from .. import Kind, Nets, Supports
+from .. import Kind, Nets, Supports, lazy
 
 
 
@@ -53,6 +53,10 @@ class TableKind(Kind):
                 "train.batch_size": 512, "train.lr": 2e-3, "train.epochs": 30, "train.warmup_steps": 200,
                 "train.min_steps": 1500}
     final_outputs = ("samples.csv", "columns.png")
+    sample = lazy("commands", "sample")
+    reconstruct = lazy("commands", "reconstruct")
+    interpolate = lazy("commands", "interpolate")
+    write = lazy("commands", "write")
 
     def detect(self, name: str) -> bool:
         return is_table_path(name)
@@ -122,26 +126,6 @@ class TableKind(Kind):
         from .commands import save_final
 
         save_final(run_dir, vae, splits, schema)
-
-    def sample(self, run, opts):
-        from .commands import sample
-
-        return sample(run, opts)
-
-    def reconstruct(self, run, opts):
-        from .commands import reconstruct
-
-        return reconstruct(run, opts)
-
-    def interpolate(self, run, opts):
-        from .commands import interpolate
-
-        return interpolate(run, opts)
-
-    def write(self, run, command: str, result, opts) -> None:
-        from .commands import write
-
-        write(run, command, result, opts)
 
     def evaluate(self, run, opts, x, y, figures: dict) -> dict:
         from .commands import evaluate
