@@ -247,6 +247,23 @@ def flag_value(f: dataclasses.Field) -> list[str]:
     return ["1"] if any(t in annotation for t in ("int", "float")) else ["a=b" if meta.get("repeat") else "x"]
 
 
+def test_help_lists_the_runs_kinds_flags(tiny_run, capsys):
+    kind, data, run = tiny_run
+    k = registry()[kind]
+    for command in [*COMMANDS, *k.commands]:
+        takes_run = command in COMMANDS or k.commands[command].takes_run
+        with pytest.raises(SystemExit) as done:
+            main([command, str(run), "--help"] if takes_run else [command, "--kind", kind, "--help"])
+        assert done.value.code == 0
+        shown = capsys.readouterr().out
+        for name, other in registry().items():  # another kind's flags are not listed for this run
+            for cls in ([other.command_options[command]] if command in other.command_options else []):
+                for f in dataclasses.fields(cls):
+                    own = k.command_options.get(command)
+                    if name != kind and not (own and f.name in {g.name for g in dataclasses.fields(own)}):
+                        assert flag_name(f) + " " not in shown and flag_name(f) + "\n" not in shown, (command, f.name)
+
+
 def test_another_kinds_flags_are_refused_by_name(tiny_run, capsys):
     kind, data, run = tiny_run
     k = registry()[kind]

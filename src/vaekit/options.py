@@ -70,7 +70,8 @@ def annotation_of(f: dataclasses.Field) -> str:
 def argparse_kwargs(f: dataclasses.Field) -> dict:
     """How argparse reads the field's flag: by its annotation, unless metadata says otherwise."""
     meta, annotation = f.metadata, annotation_of(f)
-    kwargs = {"dest": f.name, "default": None, "help": meta.get("help") or None}
+    help = meta.get("help")
+    kwargs = {"dest": f.name, "default": None, "help": help.replace("%", "%%") if help else None}  # argparse %-formats
     if meta.get("choices"):
         kwargs["choices"] = list(meta["choices"])
     if "bool" in annotation:
