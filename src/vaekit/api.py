@@ -21,7 +21,7 @@ import torch
 
 from . import anomaly, explore
 from . import checkpoint as ckpt
-from .commands import COMMANDS, DataOptions, RunOptions
+from .commands import core_options, own_options
 from .config import SECTION_FIELDS, Config
 from .errors import VaekitError
 from .evaluation import test_figures
@@ -98,10 +98,7 @@ class Model:
         """The option dataclass `command` takes for this run's kind, built from `values` (the
         CLI's flags by field name) and checked as the CLI checks them."""
         kind = self.run.kind
-        core = COMMANDS[command].options if command in COMMANDS else (
-            DataOptions if kind.commands[command].reads_data else RunOptions)
-        own = kind.command_options.get(command) or (kind.commands[command].options if command in kind.commands else None)
-        cls = merged(f"{kind.name}_{command}", core, *([own] if own else []))
+        cls = merged(f"{kind.name}_{command}", core_options(kind, command), *own_options(kind, command))
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
@@ -131,11 +128,8 @@ class Model:
 
     @torch.no_grad()
     def decode(self, z):
-        """The examples latent codes z (N, latent_dim) decode to, as the kind's objects where it
-        has a mean to give (images, table rows); sequences decode greedily."""
-        z = torch.as_tensor(np.asarray(z), dtype=torch.float32)
-        return self.run.kind.decode_codes(self.run, z) if hasattr(self.run.kind, "decode_codes") else \
-            self.vae.decode(z).mean.numpy()
+        """The decoder's means (N, *example shape) at latent codes z (N, latent_dim)."""
+        return self.vae.decode(torch.as_tensor(np.asarray(z), dtype=torch.float32)).mean.numpy()
 
     def reconstruct(self, data, num: int | None = None):
         """The inputs beside their reconstructions (images: (N, 2, C, H, W); rows and strings: a

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import checkpoint as ckpt
 from . import distributed
-from .commands import COMMANDS, AnomalyOptions, DataOptions, RunOptions, anomaly_scores
+from .commands import COMMANDS, AnomalyOptions, DataOptions, RunOptions, anomaly_scores, core_options, own_options
 from .config import Config, DataConfig, ModelConfig, TrainConfig, load_config
 from .errors import VaekitError
 from .kinds import kind_of, option_fields, registry
@@ -113,18 +113,6 @@ def cmd_holdout(args) -> None:
 
 
 # ---------------------------------------------------------------- commands on a run
-
-
-def own_options(kind, command: str) -> list[type]:
-    """The options dataclass `kind` adds to `command`, as a list of none or one."""
-    cls = kind.command_options.get(command) or (kind.commands[command].options if command in kind.commands else None)
-    return [cls] if cls else []
-
-
-def core_options(kind, command: str) -> type:
-    if command in COMMANDS:
-        return COMMANDS[command].options
-    return DataOptions if kind.commands[command].reads_data else RunOptions
 
 
 def cmd_run(args) -> None:

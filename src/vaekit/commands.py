@@ -231,6 +231,19 @@ def write_result(method: str):
     return command
 
 
+def own_options(kind, command: str) -> list[type]:
+    """The options dataclass `kind` adds to `command`, as a list of none or one."""
+    cls = kind.command_options.get(command) or (kind.commands[command].options if command in kind.commands else None)
+    return [cls] if cls else []
+
+
+def core_options(kind, command: str) -> type:
+    """The core's options of `command`: a shared command's own, or those of a kind's command."""
+    if command in COMMANDS:
+        return COMMANDS[command].options
+    return DataOptions if kind.commands[command].reads_data else RunOptions
+
+
 COMMANDS = {
     "sample": Command("draw new examples from the model", SampleOptions, write_result("sample")),
     "reconstruct": Command("inputs beside their reconstructions", ReconstructOptions, write_result("reconstruct")),

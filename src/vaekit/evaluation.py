@@ -26,7 +26,11 @@ def test_figures(run, x: torch.Tensor, y: torch.Tensor | None, iw_samples: int =
                  seed: int = 0, max_examples: int | None = None, progress: bool = False) -> dict:
     """-ELBO and its terms, the importance-weighted NLL (iw_samples > 0), bits/dim, KL per latent
     dimension and active units of the capped inputs."""
-    x, y = capped(run, x, y, max_examples)
+    return figures_of(run, *capped(run, x, y, max_examples), iw_samples, precision, seed, progress)
+
+
+def figures_of(run, x, y, iw_samples: int, precision: str, seed: int, progress: bool) -> dict:
+    """The core's figures of inputs already capped."""
     if len(x) == 0:
         raise VaekitError("no examples to evaluate (the run's test split is empty: give --data FILE)")
     return evaluate(run.vae, x, iw_samples=iw_samples, precision=precision, seed=seed, y=run.vae.labels_for(y),
@@ -38,7 +42,6 @@ def evaluate_run(run, opts) -> dict:
     test split), then the kind's (ranking, table quality, MOSES metrics, ...)."""
     x, y = run.inputs(opts.data, opts.data_dir)
     x, y = capped(run, x, y, opts.max_examples)
-    result = test_figures(run, x, y, opts.iw_samples, opts.precision, opts.seed, max_examples=len(x),
-                          progress=not opts.quiet)
+    result = figures_of(run, x, y, opts.iw_samples, opts.precision, opts.seed, progress=not opts.quiet)
     result.update(run.kind.evaluate(run, opts, x, y, result))
     return result

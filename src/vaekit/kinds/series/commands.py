@@ -186,7 +186,7 @@ def scored(vae, x: torch.Tensor, cal: dict, names: list[str], fpr: float) -> dic
     per_channel = point_scores(vae, x)  # (N, C)
     raw = per_channel.sum(1).numpy()
     p = calibrated(raw, cal)
-    out = {"anomaly_score": p, "flagged": (p > 1 - fpr).astype(int), "raw_score": raw}
+    out = {"anomaly_score": p, "flagged": (p > 1 - fpr).astype(int)}
     if len(names) > 1:
         out["top_columns"] = culprits(per_channel, names)
     return out
