@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,chem]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,chem,serve]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -5,8 +5,10 @@ small cuts of the files they name, with time and sample budgets cut so that the 
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import gzip
@@ -66,6 +68,26 @@ def readme_folder(adult, tmp_path) -> Path:
     return tmp_path
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        assert server.poll() is None, server.stderr.read()[-2000:]
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer in {seconds} s")
+
+
 def test_tables_python_runs(adult, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(readme_folder(adult, tmp_path))
     exec(compile(python_block("DataFrame in and DataFrame out:"), "README tables", "exec"), {})
@@ -81,9 +103,22 @@ def test_every_shell_command_runs(adult, tmp_path):
     for pattern, cut in BUDGETS:
         commands = [re.sub(pattern, cut, command) for command in commands]
     assert len(commands) >= 10
-    for command in commands:
-        done = subprocess.run(["bash", "-c", command], cwd=folder, env=env, capture_output=True, text=True)
-        assert done.returncode == 0, f"{command}\n{done.stderr[-1000:]}"
+    port = str(free_port())
+    servers = []
+    try:
+        for command in (c.replace("8000", port) for c in commands):
+            if command.endswith("&"):  # a server: started, waited for, stopped at the end
+                servers.append(subprocess.Popen(["bash", "-c", f"exec {command[:-1]}"], cwd=folder, env=env,
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+                wait_for(f"http://127.0.0.1:{port}/health", servers[-1])
+                continue
+            done = subprocess.run(["bash", "-c", command], cwd=folder, env=env, capture_output=True, text=True)
+            assert done.returncode == 0, f"{command}\n{done.stderr[-1000:]}"
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait(10)
+    assert servers and (folder / "onnx_adult" / "model.json").is_file()
     assert (folder / "synth.csv").is_file() and (folder / "runs" / "digits" / "report.html").is_file()
     assert len(pd.read_csv(folder / "mols.csv")) == 300 and (folder / "best.csv").is_file()
     assert len(pd.read_csv(folder / "stream_scores.csv")) == 2000 and "top_columns" in pd.read_csv(folder / "valve_scores.csv")

@@ -1,5 +1,6 @@
 """The HTML report, opened in a real headless browser."""
 
+import contextlib
 import shutil
 
 import pytest
@@ -40,7 +41,9 @@ def test_report_is_self_contained(report):
     assert "auroc" in page
 
 
-def test_report_renders_in_a_browser(report):
+@contextlib.contextmanager
+def browser():
+    """A headless Chromium with the page's console log kept."""
     chrome, driver_path = find_browser()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -52,14 +55,18 @@ def test_report_renders_in_a_browser(report):
                  "--no-first-run"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(driver_path), options=options)
+    b = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
-        browser.get(report.as_uri())
-        widths = browser.execute_script(
-            "return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
-        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        yield b
     finally:
-        browser.quit()
+        b.quit()
+
+
+def test_report_renders_in_a_browser(report):
+    with browser() as b:
+        b.get(report.as_uri())
+        widths = b.execute_script("return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+        errors = [e for e in b.get_log("browser") if e["level"] == "SEVERE"]
     assert len(widths) >= 9
     assert all(w > 0 for w in widths), widths
     assert errors == []

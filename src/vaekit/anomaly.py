@@ -7,6 +7,8 @@ are flagged; with labels, AUROC and average precision say how well scores rank a
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -68,3 +70,80 @@ def write_csv(path, columns: dict[str, list]) -> None:
     w.writerow(columns)
     w.writerows(zip(*columns.values()))
     atomic_write(path, buf.getvalue().encode())
+
+
+@functools.lru_cache(maxsize=512)
+def draws(seed: int, n: int, d: int, num_samples: int, chunk: int = 1000) -> torch.Tensor:
+    """The standard-normal noise (S, n, D) that scoring n inputs alone with `seed` uses: per chunk
+    of 1000 inputs, S draws of (chunk, D) one after another, as evaluate_terms takes them from
+    the global generator seeded with `seed`. A server scoring several requests together gives
+    each its own, so that a request's scores do not depend on what it was batched with; small
+    requests repeat, hence the cache (callers do not write to the result)."""
+    g = torch.Generator().manual_seed(seed)
+    parts = [torch.stack([torch.empty(min(chunk, n - start), d).normal_(generator=g) for _ in range(num_samples)])
+             for start in range(0, n, chunk)]
+    return torch.cat(parts, dim=1) if parts else torch.zeros(num_samples, 0, d)
+
+
+@torch.no_grad()
+def score_with(vae, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None = None, columns: bool = False):
+    """-ELBO per input (N,) averaged over the given posterior noise eps (S, N, D): `score`'s
+    figures for the noise `draws` gives, for any number of requests in one pass, the S draws of
+    a chunk decoded together. With `columns` (a likelihood with column_log_prob, as a table's),
+    also each column's -log p(x_c|z) (N, C) at the same draws."""
+    from .objectives import kl_per_dim, kl_term
+
+    was_training = vae.training
+    vae.eval()
+    pz = vae.pz()
+    s = len(eps)
+    rows = max(1, 16384 // s)  # decoder rows per pass stay near 16k
+    out, per_column = [], []
+    for start in range(0, len(x), rows):
+        xb, yb = x[start : start + rows], None if y is None else y[start : start + rows]
+        b = len(xb)
+        q = vae.encode(xb, yb)
+        z = q.base_dist.loc + eps[:, start : start + b] * q.base_dist.scale  # (S, B, D)
+        px_z = vae.decode(z.flatten(0, 1), None if yb is None else yb.repeat(s))
+        x_rep = xb.expand(s, *xb.shape).flatten(0, 1)
+        if columns:
+            lp = px_z.column_log_prob(x_rep).view(s, b, -1)  # (S, B, C)
+            per_column.append(-lp.mean(0))
+            recon = -lp.sum(-1)
+        else:
+            recon = -px_z.log_prob(x_rep).view(s, b)
+        analytic = kl_per_dim(q, pz)
+        kl = analytic.sum(-1) if analytic is not None else torch.stack([kl_term(q, pz, zs) for zs in z])
+        out.append((recon + kl).mean(0))
+    vae.train(was_training)
+    scores = torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+    return (scores, torch.cat(per_column).numpy()) if columns else scores
+
+
+@torch.no_grad()
+def column_scores(vae, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 10,
+                  seed: int = 0, eps: torch.Tensor | None = None) -> np.ndarray:
+    """-log p(x_c|z[, y]) of each column of a likelihood that has columns (a table's
+    column_log_prob), averaged over posterior draws: (N, C) nats. The draws are those of the
+    -ELBO score with the same seed, so a row's columns explain the score it got."""
+    eps = draws(seed, len(x), vae.latent_dim, num_samples) if eps is None else eps
+    out = []
+    for start in range(0, len(x), 1000):
+        xb, yb = x[start : start + 1000], None if y is None else y[start : start + 1000]
+        q = vae.encode(xb, yb)
+        z = q.base_dist.loc + eps[:, start : start + len(xb)] * q.base_dist.scale  # (S, B, D)
+        px_z = vae.decode(z.flatten(0, 1), None if yb is None else yb.repeat(len(eps)))
+        out.append(-px_z.column_log_prob(xb.expand(len(eps), *xb.shape).flatten(0, 1)).view(len(eps), len(xb), -1).mean(0))
+    return torch.cat(out).numpy()
+
+
+def ranked(excess: np.ndarray, names: list[str], k: int = 3) -> list[str]:
+    """Each row's up to `k` columns of largest positive excess score (N, C), ';'-separated."""
+    names = np.array(names)
+    order = np.argsort(-excess, axis=1)[:, :k]
+    return [";".join(names[i] for i in row if e[i] > 0) for row, e in zip(order, excess)]
+
+
+def batchable(vae) -> bool:
+    """Can `score_with` stand in for `score`? Not where the KL term draws noise of its own."""
+    return vae.cfg.prior != "hierarchical"

@@ -159,6 +159,13 @@ class Model:
             x, y = self.tensors(data)
         return test_figures(self.run, x, y, iw_samples=iw_samples, seed=seed, max_examples=max_examples)
 
+    def export(self, out: str | Path, data_dir: str | None = None) -> list[Path]:
+        """The encoder and decoder as ONNX models in `out`, checked against PyTorch on the run's
+        test inputs, and model.json describing them (as `vaekit export`)."""
+        from .export import export
+
+        return export(self.run, out, data_dir)
+
     # ---- what one kind adds (Kind.commands with a Python method: recommend, optimize, ...)
 
     def __getattr__(self, name: str):

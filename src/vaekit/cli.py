@@ -167,6 +167,23 @@ def add_command_args(p: argparse.ArgumentParser, classes: list[type]) -> None:
         seen |= {f.name for f in dataclasses.fields(cls)}
 
 
+# ---------------------------------------------------------------- serve, export
+
+
+def cmd_serve(args) -> None:
+    from .serve import serve
+
+    serve(args.runs, host=args.host, port=args.port, token_file=args.token_file, max_batch=args.max_batch,
+          threads=args.threads, data_dir=args.data_dir)
+
+
+def cmd_export(args) -> None:
+    from .export import export
+
+    for path in export(ckpt.open_run(args.run), args.out, data_dir=args.data_dir):
+        print(f"wrote {path}")
+
+
 # ---------------------------------------------------------------- doctor
 
 
@@ -236,6 +253,25 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     add_flags(p, AnomalyOptions, skip={"out", "seed", "data", "data_dir", "normal_data"})
     p.add_argument("--classes", type=int_list, required=True, help="held-out labels, e.g. 7")
     p.set_defaults(func=cmd_holdout)
+
+    p = sub.add_parser("serve", help="answer other programs over HTTP (JSON), with a latent-space explorer at /")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories to serve (each at /v1/<its name>/...)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--token-file", help="a file holding the token every request but /health must bear "
+                                        "(Authorization: Bearer TOKEN)")
+    p.add_argument("--max-batch", type=int, default=4096, help="inputs of concurrent score/encode requests run "
+                                                               "as one batch, at most (default 4096; 1: no batching)")
+    p.add_argument("--threads", type=int, help="torch threads of the model (default: torch's)")
+    p.add_argument("--data-dir", help="where the runs' data lives (for scores' thresholds and the explorer)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("export", help="the encoder and decoder as ONNX models, with how to feed them")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--format", default="onnx", choices=("onnx",), help="the model format (onnx)")
+    p.add_argument("--out", required=True, help="directory to write encoder.onnx, decoder.onnx, model.json into")
+    p.add_argument("--data-dir", help="where the run's data lives (its test inputs check the export)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("doctor", help="this machine, its libraries and speed choices")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -55,6 +55,19 @@ def positive(text: str) -> float:
     return value
 
 
+def checked_value(f: dataclasses.Field, value):
+    meta = f.metadata
+    if meta.get("choices") and value is not None and value not in meta["choices"]:
+        raise VaekitError(f"{flag_name(f)} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
+    parse = meta.get("parse")
+    if parse and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        try:
+            return parse(value)
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as e:
+            raise VaekitError(f"{flag_name(f)}: {e}") from None
+    return value
+
+
 def flag_name(f: dataclasses.Field) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
@@ -127,7 +140,10 @@ def merged(name: str, *classes):
 
 
 def build_options(cls, values: dict):
-    """`cls(**values)`; a check that fails is a VaekitError (one line, exit 2)."""
+    """`cls(**values)`; a check that fails is a VaekitError (one line, exit 2). Values given from
+    Python (or a server's JSON) pass the checks their flags' parsing makes: choices, positive."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {name: checked_value(fields[name], v) if name in fields else v for name, v in values.items()}
     try:
         return cls(**values)
     except (TypeError, ValueError) as e:

@@ -207,8 +207,69 @@ class Kind:
         """HTML sections of the report."""
         return []
 
+    # ---- JSON records: the kind's objects in the bodies a server (serve.py) takes and gives
+
+    records_batch = True  # reading several requests' records together equals reading each alone
+
+    def from_records(self, run, records: list, allow_unknown: bool = False):
+        """The objects `tensors` takes, from a request's JSON records (one per example). Values the
+        training data never held (a category, an item) are refused unless `allow_unknown`."""
+        return records
+
+    def records_tensors(self, run, records: list, allow_unknown: bool = False):
+        """(x, y) of JSON records: `tensors` of `from_records`, or a faster way to the same."""
+        return self.tensors(run, self.from_records(run, records, allow_unknown))
+
+    def to_records(self, run, result, form: str = "list") -> list:
+        """A command's result as JSON records (`form`: how arrays such as images are written)."""
+        return plain_records(result)
+
+    def decoded(self, run, z: torch.Tensor, labels: list | None = None):
+        """The kind's objects at latent codes z (N, D): what the explorer shows at a point."""
+        raise self.not_applicable("decode")
+
+    def column_names(self, run) -> list[str] | None:
+        """The columns of an example whose likelihood scores each one (column_log_prob): a
+        server's scores then name the columns that explain them. None: no such columns."""
+        return None
+
+    def schema_summary(self, run) -> dict:
+        """What a client needs to know to send this run's records."""
+        return {}
+
+    def label_names(self, run) -> list[str] | None:
+        """The names of the labels (y) the run's examples carry, where they have names."""
+        return None
+
+    # ---- export (export.py)
+
+    def onnx_graphs(self, run, x: torch.Tensor, y: torch.Tensor | None) -> list:
+        """The export.Graph list `vaekit export` writes, traced at the test inputs x (default: the
+        encoder and decoder of fixed-shape examples)."""
+        from ..export import dense_graphs
+
+        return dense_graphs(run, x, y)
+
+    def export_notes(self, run) -> dict:
+        """What model.json says about turning the kind's data into the encoder's input and the
+        decoder's parameters back into data."""
+        return {"schema": run.schema}
+
     def not_applicable(self, what: str) -> VaekitError:
         return VaekitError(f"{what} does not apply to {self.name} runs")
+
+
+def plain_records(result) -> list:
+    """JSON records of a DataFrame (objects, null for missing cells), an array or a list."""
+    import pandas as pd
+
+    if isinstance(result, pd.DataFrame):
+        return result.astype(object).where(result.notna(), None).to_dict("records")
+    if isinstance(result, torch.Tensor):
+        result = result.numpy()
+    if isinstance(result, np.ndarray):
+        return np.round(result, 5).tolist() if result.dtype.kind == "f" else result.tolist()
+    return list(result)
 
 
 def check_model(kind: Kind, model_cfg, schema: dict) -> None:

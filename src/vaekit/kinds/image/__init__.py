@@ -75,6 +75,26 @@ class ImageKind(Kind):
     reconstruct = lazy("commands", "reconstruct")
     interpolate = lazy("commands", "interpolate")
     write = lazy("commands", "write")
+    to_records = lazy("commands", "to_records")
+    decoded = lazy("commands", "decoded")
+    records_batch = False  # binarising draws noise across the whole batch
+
+    def from_records(self, run, records: list, allow_unknown: bool = False):
+        from .commands import from_records
+
+        return from_records(run, records)
+
+    def export_notes(self, run) -> dict:
+        return {"shape": list(run.vae.x_shape), "binarize": self.options(run.cfg.data).binarize,
+                "x": "images (B, C, H, W), 8-bit pixels divided by 255",
+                "params": {"bernoulli": "logits; sigmoid gives each pixel's mean",
+                           "gaussian": "means", "gaussian-learned": "means, then log-scales along the channels",
+                           "discretized-logistic": "means, then log-scales along the channels"}
+                .get(run.cfg.model.likelihood, run.cfg.model.likelihood)}
+
+    def schema_summary(self, run) -> dict:
+        return {"shape": list(run.vae.x_shape), "classes": run.vae.cfg.num_classes,
+                "binarize": self.options(run.cfg.data).binarize}
 
     def detect(self, name: str) -> bool:
         path = Path(name)

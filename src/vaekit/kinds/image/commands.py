@@ -25,16 +25,110 @@ def class_cycle(vae, num: int) -> torch.Tensor | None:
     return (torch.arange(num) % vae.cfg.num_classes).to(next(vae.parameters()).device)
 
 
-def tensors(run, data) -> tuple[torch.Tensor, None]:
+def tensors(run, data) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Images from Python: an array (N, H, W), (N, C, H, W), NHWC or (N, D) of 8-bit or [0, 1]
-    values, binarised as the run's data was."""
+    values, binarised as the run's data was; or {"images": array, "labels": (N,) ints}."""
+    labels = None
+    if isinstance(data, dict):
+        data, labels = data["images"], data.get("labels")
     x = to_nchw(checked_pixels(np.asarray(data), "the array"), "the array")
     x = as_tensor(x)
     if tuple(x.shape[1:]) != run.vae.x_shape:
         raise VaekitError(f"the array holds images of shape {tuple(x.shape[1:])}, the model takes {run.vae.x_shape}")
     if run.kind.options(run.cfg.data).binarize != "none":
         x = binarize(x, torch.Generator().manual_seed(run.cfg.data.split_seed))
-    return x, None
+    return x, None if labels is None else torch.as_tensor(labels, dtype=torch.long)
+
+
+def from_records(run, records: list) -> dict:
+    """Images from JSON: each record an image as nested lists of [0, 1] values ((C, H, W) or
+    (H, W)) or a base64 PNG, or {"image": ..., "label": k} for a conditional model."""
+    images, labels = [], []
+    for i, record in enumerate(records):
+        if isinstance(record, dict):
+            if "image" not in record:
+                raise VaekitError(f"input {i}: an object needs \"image\" (and \"label\" for a conditional model)")
+            labels.append(record.get("label"))
+            record = record["image"]
+        images.append(png_pixels(record, run.vae.x_shape, i) if isinstance(record, str) else list_pixels(record, i))
+    shapes = {a.shape for a in images}
+    if len(shapes) > 1:
+        raise VaekitError(f"the inputs hold images of different shapes {sorted(shapes)[:2]}")
+    x = np.stack(images)
+    if x.shape[1:] != run.vae.x_shape and x.reshape(len(x), -1).shape[1] == int(np.prod(run.vae.x_shape)):
+        x = x.reshape(len(x), *run.vae.x_shape)
+    if run.vae.conditional:
+        if len(labels) != len(images) or any(type(v) is not int for v in labels):
+            raise VaekitError("a conditional model needs {\"image\": ..., \"label\": k} inputs, each with an integer label")
+        return {"images": x, "labels": labels}
+    return {"images": x}
+
+
+def list_pixels(record, i: int) -> np.ndarray:
+    try:
+        x = np.asarray(record, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise VaekitError(f"input {i}: not an image (nested lists of numbers of one shape)") from None
+    if x.ndim not in (2, 3) or not np.isfinite(x).all() or x.min(initial=0) < 0 or x.max(initial=0) > 1:
+        raise VaekitError(f"input {i}: an image is (H, W) or (C, H, W) finite values in [0, 1], got shape {x.shape}")
+    return x if x.ndim == 3 else x[None]
+
+
+def png_pixels(text: str, shape: tuple, i: int) -> np.ndarray:
+    """A base64 PNG (a data: URI prefix allowed) as (C, H, W) in [0, 1], C as the model's."""
+    import base64
+    import binascii
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        raw = base64.b64decode(text.split(",", 1)[-1] if text.startswith("data:") else text, validate=True)
+        image = Image.open(io.BytesIO(raw))
+        image = image.convert("L" if shape[0] == 1 else "RGB")
+    except (binascii.Error, ValueError, UnidentifiedImageError, OSError):
+        raise VaekitError(f"input {i}: a string input must be a base64 PNG") from None
+    x = np.asarray(image, dtype=np.float32) / 255.0
+    return x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
+
+
+def to_records(run, result, form: str) -> list:
+    """Images (..., C, H, W) as nested lists, or base64 PNGs with form "png"; the leading
+    dimensions (pairs, steps) stay as lists of lists."""
+    x = result.numpy() if isinstance(result, torch.Tensor) else np.asarray(result)
+    if form not in ("list", "png"):
+        raise VaekitError(f"format must be list or png, got {form!r}")
+    lead = x.shape[:-3]
+    flat = x.reshape(-1, *x.shape[-3:])
+    images = [png_text(im) for im in flat] if form == "png" else np.round(flat, 4).tolist()
+    for size in reversed(lead[1:]):
+        images = [images[i : i + size] for i in range(0, len(images), size)]
+    return images
+
+
+def png_text(image: np.ndarray) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    picture = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
+    buf = io.BytesIO()
+    picture.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+@torch.no_grad()
+def decoded(run, z: torch.Tensor, labels) -> torch.Tensor:
+    vae = run.vae
+    y = None
+    if vae.conditional:
+        labels = labels if labels is not None else [0] * len(z)
+        if len(labels) != len(z):
+            raise VaekitError(f"{len(labels)} labels for {len(z)} latent codes")
+        y = torch.as_tensor(labels, dtype=torch.long)
+    return vae.decode(z, y).mean
 
 
 def save_epoch(run_dir, vae, z, epoch: int) -> None:

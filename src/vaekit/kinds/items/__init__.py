@@ -81,6 +81,41 @@ class ItemsKind(Kind):
 
         return bags_of(run, data), None
 
+    def from_records(self, run, records: list, allow_unknown: bool = False):
+        """Users as JSON: each a list of the item ids they chose."""
+        known = set(run.schema["items"])
+        for i, bag in enumerate(records):
+            if not isinstance(bag, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in bag):
+                raise VaekitError(f"input {i}: a user is a list of item ids, got {type(bag).__name__}")
+            unknown = [v for v in bag if str(v) not in known]
+            if unknown and not allow_unknown:
+                raise VaekitError(f"input {i}: item {unknown[0]!r} is not one the run knows")
+        return records
+
+    def decoded(self, run, z, labels=None, top: int = 10):
+        """The `top` most likely items at each latent code."""
+        import numpy as np
+        import torch
+
+        with torch.no_grad():
+            best = torch.topk(run.vae.decoder(z).float(), min(top, len(run.schema["items"])), dim=-1).indices
+        items = np.array(run.schema["items"], dtype=object)
+        return [items[row].tolist() for row in best.numpy()]
+
+    def onnx_graphs(self, run, x, y) -> list:
+        from .commands import onnx_graphs
+
+        return onnx_graphs(run, x)
+
+    def export_notes(self, run) -> dict:
+        return {"items": run.schema["items"],
+                "x": "each user a bag over the items in this order: 1 for an item chosen, else 0",
+                "params": "logits over the items; their softmax is each item's probability (recommend: the "
+                          "highest not already chosen)"}
+
+    def schema_summary(self, run) -> dict:
+        return {"num_items": len(run.schema["items"]), "items": run.schema["items"][:20]}
+
     def users(self, cfg: DataConfig, schema: dict, name: str | None):
         """(rows, user ids) of a file of interactions, or the run's test users' shown items."""
         if name is None:

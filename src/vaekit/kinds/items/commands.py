@@ -75,6 +75,29 @@ def given_items(run, text: str) -> tuple[SparseRows, list[str]]:
     return SparseRows.from_lists([np.sort(np.unique(codes[codes >= 0]))], len(index)), ["input"]
 
 
+class DenseEncoder(torch.nn.Module):
+    """The encoder by its dense product: one graph for any bag (export.py)."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x):
+        mu, logvar = self.vae.encoder.dense(x).float().chunk(2, dim=-1)
+        return mu, logvar
+
+
+def onnx_graphs(run, users: SparseRows) -> list:
+    from ...export import Decoder, Graph
+
+    x = users.dense(torch.arange(min(len(users), 256)))
+    z = run.vae.encode(x).mean
+    batch = {"x": {0: "batch"}, "z": {0: "batch"}, "mu": {0: "batch"}, "logvar": {0: "batch"}, "params": {0: "batch"}}
+    return [Graph("encoder", DenseEncoder(run.vae), (x,), ["x"], ["mu", "logvar"], batch,
+                  "q(z|x) = N(mu, exp(logvar)) of users' bags over the items"),
+            Graph("decoder", Decoder(run.vae), (z,), ["z"], ["params"], batch, "logits over the items")]
+
+
 def recommendations(run, users: SparseRows, ids: list[str], top: int) -> pd.DataFrame:
     """The `top` items each user has not chosen, best first: columns user, item, rank, score (the
     item's probability under the decoder at the user's posterior mean)."""

@@ -53,7 +53,12 @@ class ItemsEncoder(nn.Module):
             offsets = torch.searchsorted(rows, torch.arange(len(x), device=x.device))
             h = F.embedding_bag(cols, self.weight, offsets, mode="sum", per_sample_weights=values) + self.bias
         else:  # a dense one: one matrix product beats gathering rows
-            h = torch.addmm(self.bias, self.drop(x / x.norm(dim=1, keepdim=True).clamp(min=1e-12)), self.weight)
+            return self.dense(x, c)
+        return self.rest(with_condition(self.act(h), c))  # (B, out_dim)
+
+    def dense(self, x, c=None):
+        """The same function by one product over the dense bags (an exported graph's form)."""
+        h = torch.addmm(self.bias, self.drop(x / x.norm(dim=1, keepdim=True).clamp(min=1e-12)), self.weight)
         return self.rest(with_condition(self.act(h), c))  # (B, out_dim)
 
 

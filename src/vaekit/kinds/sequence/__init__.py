@@ -104,6 +104,51 @@ class SequenceKind(Kind):
 
         return rows_of_strings(list(data), self.name, run.schema, self.options(run.cfg.data), "the strings")[0], None
 
+    def from_records(self, run, records: list, allow_unknown: bool = False):
+        bad = next((i for i, r in enumerate(records) if not isinstance(r, str)), None)
+        if bad is not None:
+            raise VaekitError(f"input {bad} is a {type(records[bad]).__name__}, not a string")
+        return records
+
+    def decoded(self, run, z, labels=None):
+        from .commands import greedy
+        from .tokens import decode
+
+        return decode(greedy(run.vae, z, run.schema["max_length"]), run.schema["vocab"], self.name)
+
+    def onnx_graphs(self, run, x, y) -> list:
+        """The encoder over padded rows, and the decoder teacher-forced: logits at every position
+        of given rows (generation calls it again with each token chosen; ONNX has no sampling loop)."""
+        from ...export import Graph
+        from .model import PaddedEncoder, TeacherForced
+
+        if run.vae.conditional:
+            raise self.not_applicable("ONNX export of a conditional model")
+        x = x[:256].long()
+        z = run.vae.encode(x).mean
+        try:
+            encoder = PaddedEncoder(run.vae.encoder)
+        except ValueError as e:
+            raise VaekitError(f"ONNX export: {e}") from None
+        rows = {0: "batch", 1: "length"}
+        return [Graph("encoder", encoder, (x,), ["x"], ["mu", "logvar"],
+                      {"x": rows, "mu": {0: "batch"}, "logvar": {0: "batch"}},
+                      "q(z|x) of token rows (B, T), PAD (0) after each row's <eos>"),
+                Graph("decoder", TeacherForced(run.vae.likelihood), (z, x), ["z", "x"], ["logits"],
+                      {"z": {0: "batch"}, "x": rows, "logits": rows},
+                      "next-token logits (B, T, V) at each position of the rows x given z")]
+
+    def export_notes(self, run) -> dict:
+        return {"vocab": run.schema["vocab"], "max_length": run.schema["max_length"],
+                "special_tokens": {"pad": 0, "bos": 1, "eos": 2, "unk": 3},
+                "x": "token ids of the vocabulary, <eos> after the last, PAD to the batch's width",
+                "generation": "greedy: rows of one placeholder token (not read); run the decoder, put the argmax "
+                              "at the last position in the placeholder's place, append a new placeholder, repeat "
+                              "until <eos> (the SMILES grammar mask of `vaekit sample` is not in the graph)"}
+
+    def schema_summary(self, run) -> dict:
+        return {"max_length": run.schema["max_length"], "vocabulary": len(run.schema["vocab"])}
+
     def examples(self, cfg, schema, name):
         """(token rows, strings) of a file, or of the run's test split."""
         from .tokens import decode

@@ -155,3 +155,47 @@ class TokenSequence(Distribution):
     def mean(self) -> torch.Tensor:
         """The greedy decoding (the most likely token at each step), up to 100 tokens."""
         return self.generate(100, greedy=True)
+
+
+class PaddedEncoder(nn.Module):
+    """The encoder without packed sequences (which ONNX cannot express): each direction of the
+    one-layer bidirectional GRU as a GRU of its own, the backward one over each row reversed within
+    its length, the states read at the last token. Equal to SeqEncoder on any padded rows."""
+
+    def __init__(self, encoder: SeqEncoder):
+        super().__init__()
+        rnn = encoder.rnn
+        if rnn.num_layers != 1 or encoder.directions != 2:
+            raise ValueError("only a one-layer bidirectional encoder is written out this way")
+        self.embed, self.out = encoder.embed, encoder.out
+        self.forward_rnn, self.backward_rnn = (nn.GRU(rnn.input_size, rnn.hidden_size, batch_first=True) for _ in "fb")
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            getattr(self.forward_rnn, name).data.copy_(getattr(rnn, name))
+            getattr(self.backward_rnn, name).data.copy_(getattr(rnn, name + "_reverse"))
+
+    def forward(self, x):  # x: (B, T) token ids, PAD after each row's <eos>
+        lengths = (x != PAD).sum(-1)
+        last = (lengths - 1).clamp(min=0)  # (B,)
+        emb = self.embed(x)  # (B, T, E)
+        rows = torch.arange(len(x))
+        ahead, _ = self.forward_rnn(emb)
+        steps = torch.arange(x.shape[1])[None, :]
+        reverse = (lengths[:, None] - 1 - steps).clamp(min=0)  # (B, T): row reversed within its length
+        back, _ = self.backward_rnn(emb.gather(1, reverse[..., None].expand(-1, -1, emb.shape[-1])))
+        h = torch.cat([ahead[rows, last], back[rows, last]], dim=-1)
+        mu, logvar = self.out(h).chunk(2, dim=-1)
+        return mu, logvar
+
+
+class TeacherForced(nn.Module):
+    """z (B, D) and token rows (B, T) -> the next-token logits (B, T, V) at each position, the
+    decoder GRU reading <bos> and the row's tokens before it: p(x|z)'s parameters."""
+
+    def __init__(self, likelihood: AutoregressiveLikelihood):
+        super().__init__()
+        self.net = likelihood
+
+    def forward(self, z, x):
+        inputs = torch.cat([torch.full_like(x[:, :1], BOS), x[:, :-1]], dim=1)
+        logits, _ = self.net.run(z, inputs)
+        return logits

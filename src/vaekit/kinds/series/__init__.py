@@ -98,6 +98,36 @@ class SeriesKind(Kind):
 
         return frame_windows(run, data), None
 
+    records_batch = False  # a request is a stream: its windows must not run into another's rows
+
+    def from_records(self, run, records: list, allow_unknown: bool = False):
+        """A stream as JSON: its rows in time order, objects keyed by channel (the time column optional)."""
+        import pandas as pd
+
+        bad = next((i for i, r in enumerate(records) if not isinstance(r, dict)), None)
+        if bad is not None:
+            raise VaekitError(f"input {bad} is a {type(records[bad]).__name__}, not an object keyed by channel")
+        return pd.DataFrame.from_records(records)
+
+    def decoded(self, run, z, labels=None):
+        """Windows at latent codes z: per code, each channel's values over the window."""
+        import torch
+
+        from .commands import unscaled
+
+        with torch.no_grad():
+            means = unscaled(run.vae.decode(z).base_dist.loc.numpy(), run.schema)  # (N, C, W)
+        return [{c: [round(float(v), 6) for v in window[i]] for i, c in enumerate(run.schema["columns"])}
+                for window in means]
+
+    def export_notes(self, run) -> dict:
+        return {"schema": run.schema,
+                "x": "windows (B, channels, window) of the newest rows, each channel minus its centre over its spread",
+                "params": "per point a mean and a log-scale: (B, 2 * channels, window), means first"}
+
+    def schema_summary(self, run) -> dict:
+        return {"columns": run.schema["columns"], "time_col": run.schema["time_col"], "window": run.schema["window"]}
+
     def nets(self, model_cfg, schema: dict) -> Nets:
         from ...nets import MLPDecoder, MLPEncoder
         from .model import PointGaussian

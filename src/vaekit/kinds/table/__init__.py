@@ -137,6 +137,58 @@ class TableKind(Kind):
 
         return explain(run, x, y, normal_x, normal_y, opts)
 
+    def from_records(self, run, records: list, allow_unknown: bool = False):
+        from .api import frame_of_records
+
+        return frame_of_records(run.schema, records, allow_unknown)
+
+    def records_tensors(self, run, records: list, allow_unknown: bool = False):
+        import torch
+
+        from .columns import encode_records
+        from .data import with_target
+
+        fields = torch.from_numpy(encode_records(records, run.schema, allow_unknown))
+        return with_target(fields, run.schema, lambda name, i: records[i][name], "the inputs")
+
+    def decoded(self, run, z, labels=None):
+        from .commands import decoded
+
+        return decoded(run, z, labels)
+
+    def column_names(self, run) -> list[str]:
+        return [c["name"] for c in run.schema["columns"]]
+
+    def export_notes(self, run) -> dict:
+        from .model import Layout
+
+        lay = Layout(run.schema)
+        return {"schema": run.schema,
+                "x": "fields per row: each column's token (its category's index, a numeric column's spike index "
+                     "or continuous/missing token; -1 unseen), then for each numeric column with a continuous "
+                     "part its quantile-transformed normal score (columns.py)",
+                "token_field": lay.token_field, "value_field": lay.value_field,
+                "params": {"groups": [{"columns": [lay.names[c] for c in g.cols.tolist()], "start": g.start,
+                                       "rows": g.n, "width": g.width} for g in lay.groups],
+                           "gaussians_start": lay.gauss_start, "value_columns": [lay.names[c] for c in lay.value_cols],
+                           "about": "each group an (rows, width) block of logits (softmax per row; padding slots "
+                                    "at -1e30), then the value columns' means and log-scales"}}
+
+    def schema_summary(self, run) -> dict:
+        from .sampling import target_index
+
+        c = target_index(run.schema)
+        return {"columns": [{"name": col["name"], "type": col["type"]} | (
+                    {"categories": col["categories"][:100]} if col["type"] != "numeric" else {})
+                for col in run.schema["columns"]],
+                "target": None if c is None else run.schema["columns"][c]["name"]}
+
+    def label_names(self, run) -> list[str] | None:
+        from .sampling import target_index
+
+        c = target_index(run.schema)
+        return None if c is None else list(run.schema["columns"][c]["categories"])
+
     def report(self, run, splits) -> list[str]:
         from .commands import report
 

@@ -17,6 +17,7 @@ from ...explore import embed
 from . import TableKind
 from .data import split_frames
 from .anomaly import column_scores, top_columns
+from .columns import encode_records
 from .quality import table_quality
 from .sampling import sample_frame
 
@@ -140,3 +141,10 @@ def as_frame(frame) -> pd.DataFrame:
     return frame.set_axis(names, axis=1).reset_index(drop=True)
 
 
+
+
+def frame_of_records(schema: dict, records: list, allow_unknown: bool = False) -> pd.DataFrame:
+    """Rows from JSON records (objects keyed by column, null for a missing cell), checked as
+    columns.encode_records checks them."""
+    encode_records(records, schema, allow_unknown)
+    return pd.DataFrame.from_records(records, columns=[c["name"] for c in schema["columns"]])

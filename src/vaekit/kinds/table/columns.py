@@ -244,6 +244,11 @@ def encode_numeric(series: pd.Series, missing: np.ndarray, col: dict, source: st
     bad = ~missing & ~np.isfinite(values)
     if bad.any():
         raise VaekitError(f"{source}: column {col['name']!r} holds {str(series[bad].iloc[0])!r}, not a number")
+    return numeric_tokens(values, missing, col)
+
+
+def numeric_tokens(values: np.ndarray, missing: np.ndarray, col: dict):
+    """(tokens, normal scores) of a numeric column's float values (NaN where missing)."""
     spikes = np.asarray(col["spikes"])
     at = np.searchsorted(spikes, values).clip(max=max(len(spikes) - 1, 0))
     is_spike = (spikes[at] == values) if len(spikes) else np.zeros(len(values), bool)
@@ -254,6 +259,70 @@ def encode_numeric(series: pd.Series, missing: np.ndarray, col: dict, source: st
         cont = token == cont_token(col)
         z[cont] = to_normal(values[cont], np.asarray(col["quantiles"]))
     return token, z
+
+
+def encode_records(records: list[dict], schema: dict, allow_unknown: bool = False) -> np.ndarray:
+    """JSON records (objects keyed by column, null for a missing cell) -> fields, as `encode`
+    gives them for the same rows read from a file, without pandas (a server's hot path). Each
+    record names every column; a category the training rows never held is refused unless
+    `allow_unknown` (it then encodes as unseen, as `encode` does)."""
+    names = [c["name"] for c in schema["columns"]]
+    wanted = set(names)
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise VaekitError(f"input {i} is a {type(record).__name__}, not an object keyed by column")
+        if record.keys() != wanted:
+            extra, absent = sorted(record.keys() - wanted), sorted(wanted - record.keys())
+            raise VaekitError(f"input {i}: unknown column {extra[0]!r}" if extra else
+                              f"input {i} lacks column {absent[0]!r} (null marks a missing cell)")
+    na = set(NA_TOKENS)
+    out = np.zeros((len(records), num_fields(schema)), np.float32)
+    pos = 0
+    for col in schema["columns"]:
+        cells = [r[col["name"]] for r in records]
+        missing = np.fromiter((v is None or (v.__class__ is str and v in na) for v in cells), bool, len(cells))
+        if col["type"] == "numeric":
+            values = numbers(cells, missing, col["name"])
+            token, z = numeric_tokens(values, missing, col)
+            out[:, pos] = token
+            if has_value(col):
+                out[:, pos + 1] = z
+        else:
+            index = {c: k for k, c in enumerate(col["categories"])}
+            codes = np.fromiter((index.get(v if v.__class__ is str else str(v), -1) for v in cells), np.int64, len(cells))
+            unseen = (codes < 0) & ~missing
+            if unseen.any() and not allow_unknown:
+                i = int(np.flatnonzero(unseen)[0])
+                raise VaekitError(f"input {i}: column {col['name']!r} holds {cells[i]!r}, a category the training "
+                                  "rows never hold")
+            out[:, pos] = np.where(missing, missing_token(col), codes)
+        pos += 1 + has_value(col)
+    return out
+
+
+def numbers(cells: list, missing: np.ndarray, name: str) -> np.ndarray:
+    """A numeric column's JSON cells as floats (NaN where missing); a cell that is not a number
+    is refused, naming it."""
+    flag = next((i for i, v in enumerate(cells) if v.__class__ is bool), None)
+    if flag is not None:
+        raise VaekitError(f"input {flag}: column {name!r} holds {cells[flag]!r}, not a number")
+    try:
+        values = np.array([None if m else v for v, m in zip(cells, missing)], dtype=np.float64)
+        if values.shape != (len(cells),):  # a cell held a list
+            raise ValueError
+    except (TypeError, ValueError):  # some cell is text: find the first that is not a number
+        values = np.full(len(cells), np.nan)
+        for i, v in enumerate(cells):
+            if not missing[i]:
+                try:
+                    values[i] = float(v)
+                except (TypeError, ValueError):
+                    raise VaekitError(f"input {i}: column {name!r} holds {v!r}, not a number") from None
+    bad = ~missing & ~np.isfinite(values)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise VaekitError(f"input {i}: column {name!r} holds {cells[i]!r}, not a number")
+    return values
 
 
 def decode(fields: np.ndarray, schema: dict) -> pd.DataFrame:

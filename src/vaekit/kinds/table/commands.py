@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ... import explore
+from ...errors import VaekitError
 from . import columns as cols
 from .data import read_frames, write_frame
 from ...tabular import read_table, write_csv
@@ -56,6 +58,20 @@ def interpolate(run, opts) -> pd.DataFrame:
     frame.insert(0, "step", np.tile(np.arange(opts.steps), opts.pairs))
     frame.insert(0, "pair", np.repeat(np.arange(opts.pairs), opts.steps))
     return frame
+
+
+@torch.no_grad()
+def decoded(run, z: torch.Tensor, labels=None) -> pd.DataFrame:
+    """Rows at latent codes z: the decoder's most likely cells (a conditional run's target from
+    `labels`, its tokens; default the first)."""
+    vae = run.vae
+    y = None
+    if vae.conditional:
+        labels = labels if labels is not None else [0] * len(z)
+        if len(labels) != len(z) or any(type(v) is not int or not 0 <= v < vae.cfg.num_classes for v in labels):
+            raise VaekitError(f"labels: one integer in [0, {vae.cfg.num_classes - 1}] per latent code")
+        y = torch.as_tensor(labels, dtype=torch.long)
+    return cols.decode(vae.decode(z, y).mean.numpy(), run.schema)
 
 
 OUTPUTS = {"sample": ("samples.csv", "{n} rows"), "reconstruct": ("reconstructions.csv",

@@ -62,13 +62,18 @@ def tensor(frame: pd.DataFrame, schema: dict, source: str):
     """(fields (N, F), the target column's tokens (N,) or None) of a frame's rows: the labels
     a run conditioned on its target takes, and latent plots colour by."""
     fields = torch.from_numpy(cols.encode(frame, schema, source))
+    return with_target(fields, schema, lambda name, i: frame[name].iloc[i], source)
+
+
+def with_target(fields: torch.Tensor, schema: dict, cell, source: str):
+    """(fields, the target's tokens or None); `cell(name, i)` is row i's target value, for the error."""
     c = target_index(schema)
     if c is None:
         return fields, None
     y = fields[:, Layout(schema).token_field[c]].long()
     if (y < 0).any():
         name = schema["columns"][c]["name"]
-        value = frame[name].iloc[int((y < 0).nonzero()[0, 0])]
+        value = cell(name, int((y < 0).nonzero()[0, 0]))
         raise VaekitError(f"{source}: target column {name!r} holds {str(value)!r}, a value the training rows "
                           "never hold (the model is conditioned on its values)")
     return fields, y

@@ -1,0 +1,586 @@
+"""`vaekit serve`: trained runs answering other programs over HTTP (FastAPI on uvicorn, OpenAPI
+docs at /docs), every kind through the Python API (api.py) and the kind's JSON records
+(`Kind.from_records` / `Kind.to_records`).
+
+    POST /v1/R/sample       {"num": 10, "seed": 0, ...the kind's sample options}
+    POST /v1/R/score        {"inputs": [...records]} -> score (-ELBO, nats), flagged, threshold[, top_columns]
+    POST /v1/R/encode       {"inputs": [...]}        -> mu[, logvar]
+    POST /v1/R/decode       {"z": [[...], ...]}      -> the decoded records
+    POST /v1/R/reconstruct, /interpolate, and the kind's own commands (/recommend, /optimize)
+
+Requests for score and encode that arrive together are run as one batch (up to --max-batch
+inputs) on the model's one worker thread, each with its own noise: a request's answer does not
+depend on what it was batched with, and equals the CLI's for the same inputs and seed. Any bad
+request gets a 4xx and `{"error": "one line"}`; the run directory is only read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import sys
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastapi import FastAPI, Request  # the `serve` extra; this module loads only to serve
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, Response
+from starlette.exceptions import HTTPException
+
+from . import anomaly, api, explore
+from .errors import VaekitError
+from .kinds import Kind
+
+MAX_BODY = 64 << 20  # bytes of one request body
+MAX_INPUTS = 100_000  # records in one request
+MAX_NUM = 10_000  # examples one sample request may ask for
+MAX_Z = 10_000  # latent codes one decode request may give
+SHARED = ("sample", "encode", "decode", "reconstruct", "interpolate", "score")
+
+
+class RequestError(Exception):
+    """A bad request: its status and one line naming the problem."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Job:
+    """One request's share of a batch: its records, options and the future its answer goes to."""
+
+    inputs: list
+    options: dict
+    future: asyncio.Future | None = None
+
+
+@dataclass(eq=False)  # hashed by identity: its thresholds are cached
+class Served:
+    """A run being served: its model, and what scoring needs from its normal (validation) data,
+    computed once at start (none when the run's data cannot be reached: scores come unflagged)."""
+
+    name: str
+    model: api.Model
+    normal_scores: np.ndarray | None = None
+    column_medians: np.ndarray | None = None
+    note: str = ""
+    explorer: dict | None = None
+    batchers: dict = field(default_factory=dict)
+
+    @property
+    def kind(self):
+        return self.model.run.kind
+
+    def commands(self) -> list[str]:
+        kind = self.kind
+        shared = [c for c in SHARED if self.supports(c)]
+        return shared + [n for n, c in kind.commands.items() if c.python]
+
+    def supports(self, command: str) -> bool:
+        """Does the run's kind do `command` (a shared one: its own method, not Kind's refusal)?"""
+        kind = type(self.kind)
+        if command == "encode":
+            return True
+        if command == "score":
+            return "anomaly" not in kind.replaces
+        method = "decoded" if command == "decode" else command
+        return getattr(kind, method) is not getattr(Kind, method)
+
+    @functools.lru_cache(maxsize=64)
+    def threshold(self, fpr: float) -> float:
+        return anomaly.threshold_at(self.normal_scores, fpr)
+
+    def prepare(self, data_dir: str | None) -> None:
+        """The normal scores that set `flagged`'s threshold (the validation split, as `vaekit
+        anomaly` takes them) and, for tables, each column's median score."""
+        run = self.model.run
+        try:
+            splits = run.splits(data_dir)
+        except VaekitError as e:
+            self.note = f"the run's data cannot be read ({e}): scores come without flagged, and no explorer map"
+            print(f"vaekit serve: {self.name}: {self.note}", file=sys.stderr)
+            return
+        if self.supports("score"):
+            y = run.vae.labels_for(splits.val_y)
+            self.normal_scores = anomaly.score(run.vae, splits.val_x, y=y)
+            if self.kind.column_names(run) is not None:
+                self.column_medians = np.median(anomaly.column_scores(run.vae, splits.val_x, y), axis=0)
+        if self.supports("decode"):
+            self.explorer_points(splits)
+
+    def explorer_points(self, splits, limit: int = 2000) -> None:
+        """The validation data's posterior means and their 2-D map, for the explorer page."""
+        run = self.model.run
+        x, y = splits.val_x[:limit], None if splits.val_y is None else splits.val_y[:limit]
+        mu, _ = explore.embed(run.vae, x, y=run.vae.labels_for(y))
+        points = explore.project_2d(mu.numpy(), "pca")
+        self.explorer = {"points": np.round(points, 4).tolist(), "z": np.round(mu.numpy(), 5).tolist(),
+                         "labels": None if y is None else [int(v) for v in y],
+                         "projection": "latent" if run.vae.latent_dim <= 2 else "PCA of the posterior means",
+                         "conditional": bool(run.vae.conditional)}
+
+
+# ---------------------------------------------------------------- what each endpoint computes
+
+
+def tensors(served: Served, jobs: list[Job]):
+    """(x, y) of the jobs' records taken together, in order."""
+    kind, run = served.kind, served.model.run
+    allow = jobs[0].options.get("unknown") == "allow"
+    if kind.records_batch:
+        x, y = kind.records_tensors(run, [r for j in jobs for r in j.inputs], allow)
+    else:
+        parts = [kind.records_tensors(run, j.inputs, allow) for j in jobs]
+        x = torch.cat([p[0] for p in parts])
+        y = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
+    if len(x) != sum(len(j.inputs) for j in jobs):
+        raise VaekitError(f"{sum(len(j.inputs) for j in jobs) - len(x)} input(s) could not be read")
+    return x, y
+
+
+def split(values, jobs: list[Job]) -> list:
+    out, start = [], 0
+    for j in jobs:
+        out.append(values[start : start + len(j.inputs)])
+        start += len(j.inputs)
+    return out
+
+
+def score_jobs(served: Served, jobs: list[Job]) -> list[dict]:
+    vae = served.model.vae
+    x, y = tensors(served, jobs)
+    y = vae.labels_for(y)
+    num_samples = jobs[0].options["num_samples"]
+    columns = served.column_medians is not None
+    eps = torch.cat([anomaly.draws(j.options["seed"], len(j.inputs), vae.latent_dim, num_samples) for j in jobs], 1)
+    per_column = None
+    if anomaly.batchable(vae):
+        scores = anomaly.score_with(vae, x, eps, y, columns=columns)
+        scores, per_column = scores if columns else (scores, None)
+    else:  # the KL term draws noise of its own: each request alone, as the CLI scores it
+        ys = split(y, jobs) if y is not None else [None] * len(jobs)
+        scores = np.concatenate([anomaly.score(vae, xs, num_samples=num_samples, seed=j.options["seed"], y=yj)
+                                 for j, xs, yj in zip(jobs, split(x, jobs), ys)])
+    tops = [None] * len(jobs)
+    if columns:
+        per_column = anomaly.column_scores(vae, x, y, eps=eps) if per_column is None else per_column
+        names = served.kind.column_names(served.model.run)
+        tops = split(anomaly.ranked(per_column - served.column_medians, names), jobs)
+    out = []
+    for j, s, t in zip(jobs, split(scores, jobs), tops):
+        answer = {"score": np.round(s.astype(np.float64), 6).tolist()}
+        if served.normal_scores is not None:
+            threshold = served.threshold(j.options["fpr"])
+            answer.update(flagged=(s > threshold).tolist(), threshold=threshold)
+        if t is not None:
+            answer["top_columns"] = t
+        out.append(answer)
+    return out
+
+
+def encode_jobs(served: Served, jobs: list[Job]) -> list[dict]:
+    vae = served.model.vae
+    x, y = tensors(served, jobs)
+    mu, logvar = explore.embed(vae, x, y=vae.labels_for(y))
+    return [{"mu": m.tolist()} | ({"logvar": lv.tolist()} if j.options.get("logvar") else {})
+            for j, m, lv in zip(jobs, split(mu, jobs), split(logvar, jobs))]
+
+
+BATCHED = {"score": score_jobs, "encode": encode_jobs}
+BATCH_OPTIONS = {"score": {"num_samples": 10, "seed": 0, "fpr": 0.05, "unknown": "refuse"},
+                 "encode": {"logvar": False, "unknown": "refuse"}}
+
+
+def checked_options(command: str, body: dict) -> dict:
+    """The options of a batched command from a request body, with their defaults, checked."""
+    defaults = BATCH_OPTIONS[command]
+    unknown = sorted(set(body) - set(defaults) - {"inputs"})
+    if unknown:
+        raise RequestError(422, f"{unknown[0]!r} is not an option of {command} (it takes inputs, "
+                                f"{', '.join(defaults)})")
+    options = defaults | {k: v for k, v in body.items() if k != "inputs"}
+    for name, default in defaults.items():
+        value = options[name]
+        if type(value) is not type(default) and not (isinstance(default, float) and type(value) is int):
+            raise RequestError(422, f"{name} must be a {type(default).__name__}, got {value!r}")
+    if command == "score":
+        if not 1 <= options["num_samples"] <= 1000:
+            raise RequestError(422, f"num_samples must be in [1, 1000], got {options['num_samples']}")
+        if not 0 < options["fpr"] < 1:
+            raise RequestError(422, f"fpr must be in (0, 1), got {options['fpr']}")
+    if options["unknown"] not in ("refuse", "allow"):
+        raise RequestError(422, f"unknown must be 'refuse' or 'allow', got {options['unknown']!r}")
+    return options
+
+
+def inputs_of(body: dict) -> list:
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise RequestError(422, "the body needs \"inputs\": a non-empty list of records")
+    if len(inputs) > MAX_INPUTS:
+        raise RequestError(413, f"{len(inputs)} inputs in one request; at most {MAX_INPUTS}")
+    return inputs
+
+
+def sample(served: Served, body: dict) -> dict:
+    options = dict(body)
+    form = options.pop("format", "list")
+    num = options.pop("num", 64)
+    if type(num) is not int or num < 1:
+        raise RequestError(422, f"num must be a positive integer, got {num!r}")
+    if num > MAX_NUM:
+        raise RequestError(413, f"num {num} is over this server's {MAX_NUM} per request")
+    conditions = options.pop("conditions", None)
+    if conditions is not None:
+        if not isinstance(conditions, dict):
+            raise RequestError(422, "conditions must be an object {column: value}")
+        options["condition"] = [f"{k}={v}" for k, v in conditions.items()]
+    result = served.model.sample(num, **options)
+    return {"samples": served.kind.to_records(served.model.run, result, form)}
+
+
+def decode(served: Served, body: dict) -> dict:
+    z = body.get("z")
+    d = served.model.vae.latent_dim
+    try:
+        z = torch.tensor(z, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        raise RequestError(422, f"z must be a list of latent codes, each {d} numbers") from None
+    if z.ndim != 2 or z.shape[1] != d or not len(z):
+        raise RequestError(422, f"z must be a non-empty list of latent codes of {d} numbers, got shape {tuple(z.shape)}")
+    if len(z) > MAX_Z:
+        raise RequestError(413, f"{len(z)} codes in one request; at most {MAX_Z}")
+    labels = body.get("labels")
+    run = served.model.run
+    result = run.kind.decoded(run, z, labels)
+    return {"outputs": run.kind.to_records(run, result, body.get("format", "list"))}
+
+
+def with_inputs(command: str):
+    def handler(served: Served, body: dict) -> dict:
+        options = {k: v for k, v in body.items() if k not in ("inputs", "format")}
+        run = served.model.run
+        objects = run.kind.from_records(run, inputs_of(body), options.pop("unknown", "refuse") == "allow")
+        result = getattr(served.model, command)(objects, **options)
+        return {"outputs": run.kind.to_records(run, result, body.get("format", "list"))}
+
+    return handler
+
+
+def kind_command(name: str):
+    def handler(served: Served, body: dict) -> dict:
+        options = {k: v for k, v in body.items() if k not in ("inputs", "format")}
+        run = served.model.run
+        method = getattr(served.model, name)
+        result = method(run.kind.from_records(run, inputs_of(body), True), **options) if "inputs" in body \
+            else method(**options)
+        return {"outputs": run.kind.to_records(run, result, body.get("format", "list"))}
+
+    return handler
+
+
+SINGLE = {"sample": sample, "decode": decode, "reconstruct": with_inputs("reconstruct"),
+          "interpolate": with_inputs("interpolate")}
+
+
+# ---------------------------------------------------------------- batching
+
+
+class Batcher:
+    """Requests of one command queue here; one task takes all that are waiting (up to `max_batch`
+    inputs, one request at least) and runs them together on the model's thread. With max_batch 1
+    each request runs alone: the plain per-request server."""
+
+    def __init__(self, served: Served, command: str, max_batch: int, executor: ThreadPoolExecutor):
+        self.served, self.function, self.max_batch, self.executor = served, BATCHED[command], max_batch, executor
+        self.queue: asyncio.Queue | None = None
+        self.loop = self.task = None
+        self.batches = self.requests = self.largest = 0  # what batching did, for /v1/runs and tests
+
+    async def submit(self, job: Job):
+        loop = asyncio.get_running_loop()
+        if self.max_batch <= 1:
+            return (await loop.run_in_executor(self.executor, self.run, [job]))[0]
+        if self.loop is not loop:  # the first request (or a new event loop, as a test client starts)
+            self.loop, self.queue = loop, asyncio.Queue()
+            self.task = loop.create_task(self.work())
+        job.future = loop.create_future()
+        self.queue.put_nowait(job)
+        return await job.future
+
+    async def work(self):
+        loop = asyncio.get_running_loop()
+        pending = None
+        while True:
+            jobs = [pending or await self.queue.get()]
+            pending = None
+            count = len(jobs[0].inputs)
+            while not self.queue.empty():
+                job = self.queue.get_nowait()
+                if count + len(job.inputs) > self.max_batch:
+                    pending = job
+                    break
+                jobs.append(job)
+                count += len(job.inputs)
+            groups = {}
+            for job in jobs:  # requests with the same options run together
+                groups.setdefault(tuple(sorted((k, v) for k, v in job.options.items() if k != "seed")), []).append(job)
+            for group in groups.values():
+                results = await loop.run_in_executor(self.executor, self.run, group)
+                for job, result in zip(group, results):
+                    if not job.future.done():
+                        (job.future.set_exception if isinstance(result, BaseException) else job.future.set_result)(result)
+
+    def run(self, jobs: list[Job]) -> list:
+        """Each job's answer, or the exception its own inputs raise (a bad request spoils only itself)."""
+        self.batches += 1
+        self.requests += len(jobs)
+        self.largest = max(self.largest, len(jobs))
+        try:
+            return self.function(self.served, jobs)
+        except Exception as e:  # noqa: BLE001 - sorted out per job below
+            if len(jobs) == 1:
+                return [e]
+        out = []
+        for job in jobs:
+            try:
+                out.append(self.function(self.served, [job])[0])
+            except Exception as e:  # noqa: BLE001 - the job's own error, answered to it
+                out.append(e)
+        return out
+
+
+# ---------------------------------------------------------------- the app
+
+
+@dataclass
+class ServeOptions:
+    """How the app answers: batch size, the token every request but /health bears, body limit."""
+
+    max_batch: int = 4096
+    token: str | None = None
+    max_body: int = MAX_BODY
+
+
+def open_runs(paths: list[str], data_dir: str | None = None, prepare: bool = True) -> dict[str, Served]:
+    served = {}
+    for path in paths:
+        name = Path(path).resolve().name
+        if name in served:
+            raise VaekitError(f"two runs named {name!r}: serve runs whose directory names differ")
+        s = Served(name, api.open(path))
+        if prepare:
+            s.prepare(data_dir)
+        served[name] = s
+    return served
+
+
+def make_app(runs: dict[str, Served], options: ServeOptions):
+    """The FastAPI app serving `runs` (name -> Served)."""
+    from .explorer import page
+
+    executor = ThreadPoolExecutor(1, thread_name_prefix="vaekit-model")  # one model thread: torch in order
+    app = FastAPI(title="vaekit", version=__import__("vaekit").__version__,
+                  description="Trained VAEs: sample, score, encode, decode, reconstruct, and each kind's commands.")
+    body_doc = {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}}
+
+    def error(status: int, message: str) -> Response:
+        return json_response({"error": " ".join(str(message).split()) or "error"}, status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, exc):
+        if exc.status_code == 404:
+            return error(404, f"no endpoint {request.method} {request.url.path}")
+        if exc.status_code == 405:
+            return error(405, f"{request.method} is not allowed on {request.url.path}")
+        return error(exc.status_code, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc):
+        return error(422, "; ".join(str(e.get("msg")) for e in exc.errors()))
+
+    @app.exception_handler(Exception)
+    async def bug(request, exc):  # a 500 is a bug: one line all the same, and the server goes on
+        return error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    if options.token:
+        app.add_middleware(TokenGuard, token=options.token)
+
+    async def read_body(request: Request) -> dict:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > options.max_body:
+            raise RequestError(413, f"the body is {int(length)} bytes; at most {options.max_body}")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > options.max_body:
+                raise RequestError(413, f"the body is over {options.max_body} bytes")
+            chunks.append(chunk)
+        body = parse_json(b"".join(chunks))
+        if not isinstance(body, dict):
+            raise RequestError(400, "the body must be a JSON object")
+        return body
+
+    def served_run(name: str) -> Served:
+        if name not in runs:
+            raise RequestError(404, f"no run named {name!r} (serving: {', '.join(runs)})")
+        return runs[name]
+
+    async def answer(request: Request, name: str, command: str):
+        try:
+            served = served_run(name)
+            body = await read_body(request)
+            if command in BATCHED:
+                if not served.supports(command):
+                    raise RequestError(404, f"{command} does not apply to {served.kind.name} runs")
+                job = Job(inputs_of(body), checked_options(command, body))
+                batcher = served.batchers.get(command) or served.batchers.setdefault(
+                    command, Batcher(served, command, options.max_batch, executor))
+                result = await batcher.submit(job)
+                if isinstance(result, BaseException):
+                    raise result
+                return json_response(result)
+            if command in SINGLE and served.supports(command):
+                handler = SINGLE[command]
+            elif command in served.kind.commands and served.kind.commands[command].python:
+                handler = kind_command(command)
+            else:
+                raise RequestError(404, f"{command} does not apply to {served.kind.name} runs "
+                                        f"(they take {', '.join(served.commands())})")
+            result = await asyncio.get_running_loop().run_in_executor(executor, handler, served, body)
+            return json_response(result)
+        except RequestError as e:
+            return error(e.status, str(e))
+        except (VaekitError, TypeError, ValueError, KeyError) as e:
+            return error(422, str(e) if isinstance(e, VaekitError) else f"bad request: {type(e).__name__}: {e}")
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok"}
+
+    @app.get("/v1/runs")
+    async def list_runs():
+        return json_response({name: describe(s) for name, s in runs.items()})
+
+    @app.get("/v1/{name}/explorer")
+    async def explorer(name: str):
+        try:
+            served = served_run(name)
+        except RequestError as e:
+            return error(e.status, str(e))
+        if served.explorer is None:
+            return error(409, f"{name}: no explorer map: {served.note or 'the kind decodes no latent codes'}")
+        return json_response(served.explorer | {"kind": served.kind.name, "label_names": label_names(served)})
+
+    @app.post("/v1/{name}/{command}", openapi_extra=body_doc)
+    async def run_command(name: str, command: str, request: Request):
+        """Run `command` of the run `name` on the JSON body (see the module's docstring)."""
+        return await answer(request, name, command)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def home():
+        return HTMLResponse(page(list(runs)))
+
+    return app
+
+
+class TokenGuard:
+    """Every request but /health bears the token (Authorization: Bearer T, or ?token=T for a
+    browser's page), compared in constant time; a plain ASGI layer, as cheap as one can be."""
+
+    def __init__(self, app, token: str):
+        self.app, self.token = app, token.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] != "/health":
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if given.startswith(b"Bearer "):
+                given = given[7:]
+            else:
+                from urllib.parse import parse_qs
+
+                given = parse_qs(scope.get("query_string", b"").decode()).get("token", [""])[0].encode()
+            if not hmac.compare_digest(given, self.token):
+                response = json_response({"error": "this server needs Authorization: Bearer <token>"}, 401)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def describe(served: Served) -> dict:
+    run = served.model.run
+    batching = {name: {"requests": b.requests, "batches": b.batches, "largest_batch": b.largest}
+                for name, b in served.batchers.items()}
+    return {"kind": served.kind.name, "latent_dim": run.vae.latent_dim, "schema": run.kind.schema_summary(run),
+            "commands": served.commands(), "flags_scores": served.normal_scores is not None, "batching": batching,
+            **({"note": served.note} if served.note else {})}
+
+
+def label_names(served: Served) -> list[str] | None:
+    return served.kind.label_names(served.model.run)
+
+
+def parse_json(raw: bytes):
+    """The body as JSON; NaN and Infinity are refused (they are not JSON)."""
+    try:
+        import orjson
+
+        return orjson.loads(raw)
+    except ImportError:
+        import json
+
+        def refuse(name):
+            raise ValueError(f"{name} is not valid JSON")
+
+        try:
+            return json.loads(raw, parse_constant=refuse)
+        except ValueError as e:
+            raise RequestError(400, f"the body is not valid JSON: {e}") from None
+    except orjson.JSONDecodeError as e:
+        raise RequestError(400, f"the body is not valid JSON: {e}") from None
+
+
+def json_response(content, status: int = 200):
+    try:
+        import orjson
+
+        body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+    except ImportError:
+        import json
+
+        body = json.dumps(content, default=float).encode()
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def serve(paths: list[str], host: str = "127.0.0.1", port: int = 8000, token_file: str | None = None,
+          max_batch: int = 4096, threads: int | None = None, data_dir: str | None = None) -> None:
+    """Serve the runs until interrupted."""
+    import uvicorn
+
+    token = None
+    if token_file:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as e:
+            raise VaekitError(f"{token_file}: cannot read the token file ({e.strerror})") from None
+        if not token:
+            raise VaekitError(f"{token_file}: the token file is empty")
+    if max_batch < 1:
+        raise VaekitError(f"--max-batch must be at least 1, got {max_batch}")
+    if host not in ("127.0.0.1", "localhost", "::1") and not token:
+        print(f"vaekit serve: warning: listening on {host} without --token-file: anyone who can reach this "
+              "machine can use the model", file=sys.stderr)
+    if threads:
+        torch.set_num_threads(threads)
+    runs = open_runs(paths, data_dir)
+    app = make_app(runs, ServeOptions(max_batch=max_batch, token=token))
+    print(f"vaekit serve: {', '.join(runs)} on http://{host}:{port} (docs at /docs)", file=sys.stderr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
