@@ -1,9 +1,10 @@
 """Load on `vaekit serve`, client and server on loopback (docs/serve.md).
 
 Scores single Adult rows from 32 concurrent clients against the plain per-request server (the
-same app with --max-batch 1: the model called once per request) and the batching server, timed in
-the same run; then 1,000-row requests; the server's RSS at the start and end of 100,000 requests;
-and a `kill -9` under load, after which the run directory must be byte-identical.
+same app with --max-batch 1: the model called once per request) and the batching server (both on
+one torch thread), timed in the same run; the server's RSS at the start and end of 100,000
+requests; 1,000-row requests (model on two threads); and a `kill -9` under load, after which the
+run directory must be byte-identical.
 
     python bench/serve_load.py --data-dir ../shared/data [--seconds 60] [--run RUN]
 
@@ -42,10 +43,10 @@ def free_port() -> int:
 class Server:
     """`vaekit serve RUN` in a child process, one torch thread, until stopped."""
 
-    def __init__(self, run: Path, max_batch: int, data_dir: str):
+    def __init__(self, run: Path, max_batch: int, data_dir: str, threads: int = 1):
         self.port = free_port()
         self.proc = subprocess.Popen([VAEKIT, "serve", str(run), "--port", str(self.port), "--max-batch", str(max_batch),
-                                      "--threads", "1", "--data-dir", data_dir],
+                                      "--threads", str(threads), "--data-dir", data_dir],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -141,7 +142,6 @@ def main() -> None:
     numeric = ["age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week"]
     records = [{k: (int(v) if k in numeric else v) for k, v in r.items()} for r in rows.to_dict("records")]
     one = request_bytes(f"/v1/{run.name}/score", {"inputs": records[:1]})
-    thousand = request_bytes(f"/v1/{run.name}/score", {"inputs": records})
     before = tree_hash(run)
     out = {"cpu": os.cpu_count()}
 
@@ -151,16 +151,24 @@ def main() -> None:
         out[f"single_rows_{name}"] = load(server.port, one, args.clients, args.seconds)
         print(name, json.dumps(out[f"single_rows_{name}"]), flush=True)
         if name == "batched":
-            big = load(server.port, thousand, 4, min(args.seconds, 30))
-            big["rows_per_s"] = big["requests_per_s"] * len(records)
-            out["thousand_row_requests"] = big
-            print("1000-row requests", json.dumps(big), flush=True)
             rss_start = server.rss_mb()
             long = load(server.port, one, args.clients, 3600, max_requests=args.rss_requests)
             out["rss"] = {"requests": long["requests"], "errors": long["errors"], "start_mb": rss_start,
                           "end_mb": server.rss_mb()}
             print("RSS", json.dumps(out["rss"]), flush=True)
         server.stop()
+
+    # 1,000-row requests from 4 clients, the model on both cores (--threads 2): the CLI's default
+    # 10 posterior draws per score, and 1 draw (a request option)
+    server = Server(run, 4096, args.data_dir, threads=2)
+    for samples in (10, 1):
+        body = request_bytes(f"/v1/{run.name}/score", {"inputs": records, "num_samples": samples})
+        load(server.port, body, 4, 3)
+        big = load(server.port, body, 4, min(args.seconds, 30))
+        big["rows_per_s"] = big["requests_per_s"] * len(records)
+        out[f"thousand_row_requests_{samples}_draws"] = big
+        print(f"1000-row requests, {samples} draws", json.dumps(big), flush=True)
+    server.stop()
 
     server = Server(run, 4096, args.data_dir)  # kill -9 under load
     killer = subprocess.Popen([sys.executable, "-c", f"import time, os; time.sleep(3); os.kill({server.proc.pid}, 9)"])
@@ -176,7 +184,8 @@ def main() -> None:
     print(json.dumps(out))
     print(f"\nsingle rows, {args.clients} clients: {batched['requests_per_s']:.0f} req/s batched vs "
           f"{plain['requests_per_s']:.0f} plain ({out['throughput_ratio']:.1f}x), p99 {batched['p99_ms']:.1f} ms vs "
-          f"{plain['p99_ms']:.1f} ms; 1,000-row requests: {out['thousand_row_requests']['rows_per_s']:.0f} rows/s; "
+          f"{plain['p99_ms']:.1f} ms; 1,000-row requests: {out['thousand_row_requests_10_draws']['rows_per_s']:.0f} "
+          f"rows/s (10 draws), {out['thousand_row_requests_1_draws']['rows_per_s']:.0f} (1 draw); "
           f"RSS {out['rss']['start_mb']:.0f} -> {out['rss']['end_mb']:.0f} MB over {out['rss']['requests']} requests; "
           f"run directory identical after kill -9: {out['kill_9']['run_dir_identical']}")
 

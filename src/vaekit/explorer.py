@@ -23,12 +23,14 @@ body { font: 14px system-ui, sans-serif; margin: 1.5em; color: #222; }
 img.pixels { image-rendering: pixelated; width: 84px; }
 table.row td { padding: 1px 8px; border-bottom: 1px solid #eee; }
 .muted { color: #777; }
+#legend { max-width: 560px; margin-top: 4px; }
 </style></head>
 <body>
 <h1>vaekit explorer</h1>
 <p>Run <select id="run">__OPTIONS__</select> <span id="about" class="muted"></span></p>
 <div id="main">
-  <svg id="map" width="560" height="560" role="img" aria-label="the encoded validation data"></svg>
+  <div><svg id="map" width="560" height="560" role="img" aria-label="the encoded validation data"></svg>
+  <div id="legend" class="muted"></div></div>
   <div id="side">
     <h2>Decoded point</h2><div id="example" class="muted">Click a point.</div>
     <h2>Path between the last two points</h2><div id="path" class="muted">Click two points.</div>
@@ -135,6 +137,12 @@ async function load() {
     c.append(title);
     c.addEventListener("click", () => pick(i));
     svg.append(c);
+  });
+  const legend = document.getElementById("legend");
+  legend.replaceChildren();
+  if (data.labels) [...new Set(data.labels)].sort((a, b) => a - b).forEach(label => {
+    const key = el("span", {style: `color: ${palette[label % 10]}; margin-right: 1em`}, `\u25cf ${name(label)}`);
+    legend.append(key);
   });
 }
 
