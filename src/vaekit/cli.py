@@ -171,7 +171,10 @@ def add_command_args(p: argparse.ArgumentParser, classes: list[type]) -> None:
 
 
 def cmd_serve(args) -> None:
-    from .serve import serve
+    try:
+        from .serve import serve
+    except ImportError as e:
+        raise VaekitError(f"serve needs the serve extra ({e.name} is missing): pip install 'vaekit[serve]'") from None
 
     serve(args.runs, host=args.host, port=args.port, token_file=args.token_file, max_batch=args.max_batch,
           threads=args.threads, data_dir=args.data_dir)
