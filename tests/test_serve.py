@@ -293,7 +293,13 @@ def test_every_kind_is_served_and_exported(tiny_served, tmp_path):
             assert r.status_code == 200, (kind, command, r.text)
             answer = r.json()
             assert answer and all(v is not None for v in answer.values()), (kind, command)
-        assert {"sample", "encode"} & set(listed) and ("score" in listed) == (kind != "series")
+        assert {"encode", "score", "decode"} <= set(listed) and ("sample" in listed) == (kind != "items")
+        if kind == "series":  # a stream's rows score as `vaekit anomaly` scores them in a file
+            pd.DataFrame(records).to_csv(tmp_path / "rows.csv", index=False)
+            assert main(["anomaly", str(run), "--data", str(tmp_path / "rows.csv"), "--out", str(tmp_path / "a.csv")]) == 0
+            served = c.post(f"/v1/{kind}/score", json={"inputs": records}).json()
+            cli = pd.read_csv(tmp_path / "a.csv")
+            assert np.allclose(served["anomaly_score"], cli["anomaly_score"]) and served["flagged"] == list(cli["flagged"])
     if kind == "text":
         return  # as smiles (one sequence export)
     files = model.export(tmp_path / "onnx")

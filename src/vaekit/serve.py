@@ -88,7 +88,7 @@ class Served:
         if command == "encode":
             return True
         if command == "score":
-            return "anomaly" not in kind.replaces
+            return "anomaly" not in kind.replaces or kind.score_objects is not Kind.score_objects
         method = "decoded" if command == "decode" else command
         return getattr(kind, method) is not getattr(Kind, method)
 
@@ -285,6 +285,19 @@ def kind_command(name: str):
     return handler
 
 
+def own_score(served: Served, body: dict) -> dict:
+    """Scores of a kind that scores its own way: one request, one stream."""
+    fpr = body.get("fpr", 0.01)
+    unknown = sorted(set(body) - {"inputs", "fpr"})
+    if unknown:
+        raise RequestError(422, f"{unknown[0]!r} is not an option of a {served.kind.name} run's score (it takes "
+                                "inputs, fpr)")
+    if type(fpr) not in (int, float) or not 0 < fpr < 1:
+        raise RequestError(422, f"fpr must be in (0, 1), got {fpr!r}")
+    run = served.model.run
+    return run.kind.score_objects(run, run.kind.from_records(run, inputs_of(body)), fpr)
+
+
 SINGLE = {"sample": sample, "decode": decode, "reconstruct": with_inputs("reconstruct"),
           "interpolate": with_inputs("interpolate")}
 
@@ -436,7 +449,9 @@ def make_app(runs: dict[str, Served], options: ServeOptions):
         try:
             served = served_run(name)
             body = await read_body(request)
-            if command in BATCHED:
+            if command == "score" and "anomaly" in served.kind.replaces and served.supports("score"):
+                handler = own_score  # a kind that scores its own way (a stream's rows): unbatched
+            elif command in BATCHED:
                 if not served.supports(command):
                     raise RequestError(404, f"{command} does not apply to {served.kind.name} runs")
                 job = Job(inputs_of(body), checked_options(command, body))
@@ -446,7 +461,7 @@ def make_app(runs: dict[str, Served], options: ServeOptions):
                 if isinstance(result, BaseException):
                     raise result
                 return json_response(result)
-            if command in SINGLE and served.supports(command):
+            elif command in SINGLE and served.supports(command):
                 handler = SINGLE[command]
             elif command in served.kind.commands and served.kind.commands[command].python:
                 handler = kind_command(command)

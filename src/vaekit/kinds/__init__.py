@@ -228,6 +228,11 @@ class Kind:
         """The kind's objects at latent codes z (N, D): what the explorer shows at a point."""
         raise self.not_applicable("decode")
 
+    def score_objects(self, run, data, fpr: float) -> dict | None:
+        """A kind that scores its own way (`replaces` anomaly): per-input columns (lists) for the
+        inputs `from_records` gave, as its `anomaly` command scores them; None where it has none."""
+        return None
+
     def column_names(self, run) -> list[str] | None:
         """The columns of an example whose likelihood scores each one (column_log_prob): a
         server's scores then name the columns that explain them. None: no such columns."""

@@ -109,6 +109,14 @@ class SeriesKind(Kind):
             raise VaekitError(f"input {bad} is a {type(records[bad]).__name__}, not an object keyed by channel")
         return pd.DataFrame.from_records(records)
 
+    def score_objects(self, run, data, fpr: float) -> dict:
+        """Each row of a stream (its rows in time order): anomaly_score, flagged and top_columns,
+        as `vaekit anomaly` scores the rows of a file."""
+        from .commands import calibration_of, frame_windows, scored
+
+        result = scored(run.vae, frame_windows(run, data), calibration_of(run), run.schema["columns"], fpr)
+        return {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in result.items()}
+
     def decoded(self, run, z, labels=None):
         """Windows at latent codes z: per code, each channel's values over the window."""
         import torch
