@@ -43,10 +43,10 @@ def free_port() -> int:
 class Server:
     """`vaekit serve RUN` in a child process, one torch thread, until stopped."""
 
-    def __init__(self, run: Path, max_batch: int, data_dir: str, threads: int = 1):
+    def __init__(self, run: Path, max_batch: int, data_dir: str, threads: int = 1, workers: int = 1):
         self.port = free_port()
         self.proc = subprocess.Popen([VAEKIT, "serve", str(run), "--port", str(self.port), "--max-batch", str(max_batch),
-                                      "--threads", str(threads), "--data-dir", data_dir],
+                                      "--threads", str(threads), "--workers", str(workers), "--data-dir", data_dir],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -160,15 +160,17 @@ def main() -> None:
 
     # 1,000-row requests from 4 clients, the model on both cores (--threads 2): the CLI's default
     # 10 posterior draws per score, and 1 draw (a request option)
-    server = Server(run, 4096, args.data_dir, threads=2)
-    for samples in (10, 1):
-        body = request_bytes(f"/v1/{run.name}/score", {"inputs": records, "num_samples": samples})
-        load(server.port, body, 4, 3)
-        big = load(server.port, body, 4, min(args.seconds, 30))
-        big["rows_per_s"] = big["requests_per_s"] * len(records)
-        out[f"thousand_row_requests_{samples}_draws"] = big
-        print(f"1000-row requests, {samples} draws", json.dumps(big), flush=True)
-    server.stop()
+    # ... and two server processes of one thread each (--workers 2)
+    for how, threads, workers in (("", 2, 1), ("_2_workers", 1, 2)):
+        server = Server(run, 4096, args.data_dir, threads=threads, workers=workers)
+        for samples in (10, 1):
+            body = request_bytes(f"/v1/{run.name}/score", {"inputs": records, "num_samples": samples})
+            load(server.port, body, 4, 3)
+            big = load(server.port, body, 4, min(args.seconds, 30))
+            big["rows_per_s"] = big["requests_per_s"] * len(records)
+            out[f"thousand_row_requests_{samples}_draws{how}"] = big
+            print(f"1000-row requests, {samples} draws{how}", json.dumps(big), flush=True)
+        server.stop()
 
     server = Server(run, 4096, args.data_dir)  # kill -9 under load
     killer = subprocess.Popen([sys.executable, "-c", f"import time, os; time.sleep(3); os.kill({server.proc.pid}, 9)"])
@@ -185,7 +187,9 @@ def main() -> None:
     print(f"\nsingle rows, {args.clients} clients: {batched['requests_per_s']:.0f} req/s batched vs "
           f"{plain['requests_per_s']:.0f} plain ({out['throughput_ratio']:.1f}x), p99 {batched['p99_ms']:.1f} ms vs "
           f"{plain['p99_ms']:.1f} ms; 1,000-row requests: {out['thousand_row_requests_10_draws']['rows_per_s']:.0f} "
-          f"rows/s (10 draws), {out['thousand_row_requests_1_draws']['rows_per_s']:.0f} (1 draw); "
+          f"rows/s (10 draws), {out['thousand_row_requests_1_draws']['rows_per_s']:.0f} (1 draw); with 2 workers "
+          f"{out['thousand_row_requests_10_draws_2_workers']['rows_per_s']:.0f} and "
+          f"{out['thousand_row_requests_1_draws_2_workers']['rows_per_s']:.0f}; "
           f"RSS {out['rss']['start_mb']:.0f} -> {out['rss']['end_mb']:.0f} MB over {out['rss']['requests']} requests; "
           f"run directory identical after kill -9: {out['kill_9']['run_dir_identical']}")
 

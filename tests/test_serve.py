@@ -252,11 +252,31 @@ def test_served_explorer_in_a_browser_and_kill_9_leaves_the_run(digits_run, tmp_
     assert tree_hash(digits_run) == before
 
 
+def test_several_worker_processes_answer(digits_run):
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "vaekit", "serve", str(digits_run), "--port", str(port),
+                               "--workers", "2", "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            try:
+                if httpx.get(url + "/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        answers = [httpx.post(url + "/v1/digits/sample", json={"num": 2, "seed": 5}).json()["samples"] for _ in range(6)]
+        assert all(np.allclose(a, answers[0]) for a in answers)  # every worker's model is the same
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) is not None
+
+
 def test_serve_refuses_bad_setups_in_one_line(digits_run, tmp_path):
     one_line_error(vaekit_cli("serve", tmp_path / "missing"), "missing")
     (tmp_path / "token").write_text("\n")
     one_line_error(vaekit_cli("serve", digits_run, "--token-file", tmp_path / "token"), "empty")
     one_line_error(vaekit_cli("serve", digits_run, "--max-batch", "0"), "--max-batch")
+    one_line_error(vaekit_cli("serve", digits_run, tmp_path / "gone", "--workers", "2"), "gone")
 
 
 @pytest.fixture(scope="module", params=sorted(KINDS))

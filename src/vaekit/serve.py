@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import json
+import os
 import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -573,9 +575,13 @@ def json_response(content, status: int = 200):
     return Response(body, status_code=status, media_type="application/json")
 
 
+ENVIRONMENT = "VAEKIT_SERVE"  # how `serve --workers N` hands its settings to each worker process
+
+
 def serve(paths: list[str], host: str = "127.0.0.1", port: int = 8000, token_file: str | None = None,
-          max_batch: int = 4096, threads: int | None = None, data_dir: str | None = None) -> None:
-    """Serve the runs until interrupted."""
+          max_batch: int = 4096, threads: int | None = None, data_dir: str | None = None, workers: int = 1) -> None:
+    """Serve the runs until interrupted; with `workers` > 1, that many processes (uvicorn's), each
+    with its own copy of the models and its own batching."""
     import uvicorn
 
     token = None
@@ -588,14 +594,36 @@ def serve(paths: list[str], host: str = "127.0.0.1", port: int = 8000, token_fil
             raise VaekitError(f"{token_file}: the token file is empty")
     if max_batch < 1:
         raise VaekitError(f"--max-batch must be at least 1, got {max_batch}")
+    if workers < 1:
+        raise VaekitError(f"--workers must be at least 1, got {workers}")
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
         print(f"vaekit serve: warning: listening on {host} without --token-file: anyone who can reach this "
               "machine can use the model", file=sys.stderr)
-    if threads:
-        torch.set_num_threads(threads)
-    runs = open_runs(paths, data_dir)
-    app = make_app(runs, ServeOptions(max_batch=max_batch, token=token))
-    print(f"vaekit serve: {', '.join(runs)} on http://{host}:{port} (docs at /docs)", file=sys.stderr)
+    settings = {"paths": [str(Path(p).resolve()) for p in paths], "max_batch": max_batch, "token": token,
+                "threads": threads, "data_dir": data_dir}
+    where = {"host": host, "port": port, "log_level": "warning", "access_log": False}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        if workers > 1:
+            open_runs(paths, prepare=False)  # a bad run is said here, once, before any worker starts
+            os.environ[ENVIRONMENT] = json.dumps(settings)
+            print(f"vaekit serve: {len(paths)} run(s) on http://{host}:{port}, {workers} workers", file=sys.stderr)
+            uvicorn.run("vaekit.serve:app_from_environment", factory=True, workers=workers, **where)
+        else:
+            app = app_of(settings)
+            print(f"vaekit serve: {', '.join(app.state.runs)} on http://{host}:{port} (docs at /docs)", file=sys.stderr)
+            uvicorn.run(app, **where)
+
+
+def app_of(settings: dict):
+    if settings["threads"]:
+        torch.set_num_threads(settings["threads"])
+    runs = open_runs(settings["paths"], settings["data_dir"])
+    app = make_app(runs, ServeOptions(max_batch=settings["max_batch"], token=settings["token"]))
+    app.state.runs = runs
+    return app
+
+
+def app_from_environment():
+    """A worker's app (`serve --workers N`), from the settings its parent left in the environment."""
+    return app_of(json.loads(os.environ[ENVIRONMENT]))
