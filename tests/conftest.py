@@ -109,3 +109,28 @@ def one_line_error(result, *needles):
     assert len(lines) == 1 and lines[0].startswith("vaekit: error:"), result.stderr
     for needle in needles:
         assert needle in lines[0], lines[0]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, for a server a test starts."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
+    """Until `url` answers (a server the test started); fails if the server exits first."""
+    import time
+    import urllib.request
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        assert server.poll() is None, server.stderr.read()[-2000:] if server.stderr else server.returncode
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer in {seconds} s")

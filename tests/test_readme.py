@@ -5,17 +5,15 @@ small cuts of the files they name, with time and sample budgets cut so that the 
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import gzip
 
 import pandas as pd
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, free_port, wait_for
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SET_UP = ("make ", "pip ", "python -m venv")  # the README's set-up lines; CI runs them itself
@@ -66,26 +64,6 @@ def readme_folder(adult, tmp_path) -> Path:
     ratings.columns = [c.split(":")[0] for c in ratings.columns]
     ratings[ratings["user_id"] <= 3].to_csv(tmp_path / "new_users.csv", index=False)
     return tmp_path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
-    import urllib.request
-
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        assert server.poll() is None, server.stderr.read()[-2000:]
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer in {seconds} s")
 
 
 def test_tables_python_runs(adult, tmp_path, monkeypatch, capsys):

@@ -6,9 +6,7 @@ run untouched, and the ONNX models match PyTorch."""
 import asyncio
 import hashlib
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +27,7 @@ from vaekit.cli import main  # noqa: E402
 from vaekit.kinds import KINDS  # noqa: E402
 from vaekit.serve import ServeOptions, make_app, open_runs  # noqa: E402
 
-from conftest import one_line_error, vaekit_cli  # noqa: E402
+from conftest import free_port, one_line_error, vaekit_cli, wait_for  # noqa: E402
 
 
 def train(*argv) -> None:
@@ -203,12 +201,6 @@ def tree_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_served_explorer_in_a_browser_and_kill_9_leaves_the_run(digits_run, tmp_path):
     from test_report import browser  # the report test's headless Chromium
 
@@ -218,12 +210,7 @@ def test_served_explorer_in_a_browser_and_kill_9_leaves_the_run(digits_run, tmp_
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_for(url + "/health", server)
         assert httpx.get(url + "/docs").status_code == 200  # OpenAPI docs come with the app
         with browser() as b:
             b.get(url + "/")
@@ -258,12 +245,7 @@ def test_several_worker_processes_answer(digits_run):
                                "--workers", "2", "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_for(url + "/health", server)
         answers = [httpx.post(url + "/v1/digits/sample", json={"num": 2, "seed": 5}).json()["samples"] for _ in range(6)]
         assert all(np.allclose(a, answers[0]) for a in answers)  # every worker's model is the same
     finally:

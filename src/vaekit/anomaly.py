@@ -117,24 +117,16 @@ def score_with(vae, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None =
         out.append((recon + kl).mean(0))
     vae.train(was_training)
     scores = torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
-    return (scores, torch.cat(per_column).numpy()) if columns else scores
+    return (scores, torch.cat(per_column).numpy() if per_column else np.zeros((0, 0))) if columns else scores
 
 
-@torch.no_grad()
 def column_scores(vae, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 10,
                   seed: int = 0, eps: torch.Tensor | None = None) -> np.ndarray:
     """-log p(x_c|z[, y]) of each column of a likelihood that has columns (a table's
     column_log_prob), averaged over posterior draws: (N, C) nats. The draws are those of the
     -ELBO score with the same seed, so a row's columns explain the score it got."""
     eps = draws(seed, len(x), vae.latent_dim, num_samples) if eps is None else eps
-    out = []
-    for start in range(0, len(x), 1000):
-        xb, yb = x[start : start + 1000], None if y is None else y[start : start + 1000]
-        q = vae.encode(xb, yb)
-        z = q.base_dist.loc + eps[:, start : start + len(xb)] * q.base_dist.scale  # (S, B, D)
-        px_z = vae.decode(z.flatten(0, 1), None if yb is None else yb.repeat(len(eps)))
-        out.append(-px_z.column_log_prob(xb.expand(len(eps), *xb.shape).flatten(0, 1)).view(len(eps), len(xb), -1).mean(0))
-    return torch.cat(out).numpy()
+    return score_with(vae, x, eps, y, columns=True)[1]
 
 
 def ranked(excess: np.ndarray, names: list[str], k: int = 3) -> list[str]:

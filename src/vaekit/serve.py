@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import orjson
 import torch
 from fastapi import FastAPI, Request  # the `serve` extra; this module loads only to serve
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException
 
@@ -416,10 +416,6 @@ def make_app(runs: dict[str, Served], options: ServeOptions):
             return error(405, f"{request.method} is not allowed on {request.url.path}")
         return error(exc.status_code, exc.detail)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request, exc):
-        return error(422, "; ".join(str(e.get("msg")) for e in exc.errors()))
-
     @app.exception_handler(Exception)
     async def bug(request, exc):  # a 500 is a bug: one line all the same, and the server goes on
         return error(500, f"internal error: {type(exc).__name__}: {exc}")
@@ -493,7 +489,7 @@ def make_app(runs: dict[str, Served], options: ServeOptions):
             return error(e.status, str(e))
         if served.explorer is None:
             return error(409, f"{name}: no explorer map: {served.note or 'the kind decodes no latent codes'}")
-        return json_response(served.explorer | {"kind": served.kind.name, "label_names": label_names(served)})
+        return json_response(served.explorer | {"kind": served.kind.name, "label_names": served.kind.label_names(served.model.run)})
 
     @app.post("/v1/{name}/{command}", openapi_extra=body_doc)
     async def run_command(name: str, command: str, request: Request):
@@ -539,40 +535,17 @@ def describe(served: Served) -> dict:
             **({"note": served.note} if served.note else {})}
 
 
-def label_names(served: Served) -> list[str] | None:
-    return served.kind.label_names(served.model.run)
-
-
 def parse_json(raw: bytes):
     """The body as JSON; NaN and Infinity are refused (they are not JSON)."""
     try:
-        import orjson
-
         return orjson.loads(raw)
-    except ImportError:
-        import json
-
-        def refuse(name):
-            raise ValueError(f"{name} is not valid JSON")
-
-        try:
-            return json.loads(raw, parse_constant=refuse)
-        except ValueError as e:
-            raise RequestError(400, f"the body is not valid JSON: {e}") from None
     except orjson.JSONDecodeError as e:
         raise RequestError(400, f"the body is not valid JSON: {e}") from None
 
 
-def json_response(content, status: int = 200):
-    try:
-        import orjson
-
-        body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
-    except ImportError:
-        import json
-
-        body = json.dumps(content, default=float).encode()
-    return Response(body, status_code=status, media_type="application/json")
+def json_response(content, status: int = 200) -> Response:
+    return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
+                    media_type="application/json")
 
 
 ENVIRONMENT = "VAEKIT_SERVE"  # how `serve --workers N` hands its settings to each worker process
