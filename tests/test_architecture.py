@@ -21,7 +21,8 @@ from vaekit.errors import VaekitError
 from vaekit.kinds import KINDS, registry
 from vaekit.options import flag_name
 
-from conftest import ROOT
+from conftest import ROOT, spoken_wavs
+from vaekit.kinds.audio.signal import read_wav
 
 PACKAGE = ROOT / "src" / "vaekit"
 
@@ -145,6 +146,8 @@ def tiny_data(kind: str, folder: Path) -> Path:
                               "load": np.sin(t / 5) + 0.1 * rng.normal(size=80), "temp": np.cos(t / 7) + t / 80})
         frame.to_csv(folder / "stream.csv", index=False)
         return folder / "stream.csv"
+    if kind == "audio":
+        return spoken_wavs(folder / "wavs")
     lines = [" ".join(rng.choice(WORDS, rng.integers(3, 9))) for _ in range(30)]
     (folder / "lines.txt").write_text("\n".join(lines) + "\n")
     return folder / "lines.txt"
@@ -154,7 +157,8 @@ def tiny_data(kind: str, folder: Path) -> Path:
 SMALL = {"image": ["--hidden", "16", "--latent-dim", "2"], "table": ["--hidden", "16", "--latent-dim", "2"],
          "items": ["--hidden", "16", "--latent-dim", "4"], "smiles": ["--hidden", "16,32", "--latent-dim", "4"],
          "text": ["--hidden", "16,32", "--latent-dim", "4"],
-         "series": ["--hidden", "16", "--latent-dim", "2", "--window", "8"]}
+         "series": ["--hidden", "16", "--latent-dim", "2", "--window", "8"],
+         "audio": ["--hidden", "16", "--latent-dim", "2", "--conv-channels", "8,8"]}
 
 
 @pytest.fixture(scope="module", params=sorted(KINDS))
@@ -199,6 +203,9 @@ def test_every_command_works_or_says_why_in_one_line(tiny_run, tmp_path, capsys)
         assert sample == 0 and x.shape == (5, 1, 4, 4) and 0 <= x.min() and x.max() <= 1
     elif kind == "items":
         assert sample == 2  # item sets recommend; they have no sample
+    elif kind == "audio":  # a folder of .wav files named by their labels, and their spectrograms
+        made = sorted((tmp_path / "s.csv").glob("*.wav"))
+        assert sample == 0 and len(made) == 5 and (tmp_path / "s.csv" / "spectrograms.png").exists()
     elif kind == "series":  # synthetic windows: 5 of 8 rows each
         drawn = pd.read_csv(tmp_path / "s.csv")
         assert sample == 0 and list(drawn.columns) == ["window", "step", "load", "temp"] and len(drawn) == 40
@@ -308,10 +315,13 @@ def test_the_python_api_gives_the_kinds_objects(tiny_run):
         assert isinstance(drawn, pd.DataFrame) and list(drawn.columns) == ["age", "city", "score", "member"]
     elif kind == "series":
         assert isinstance(drawn, pd.DataFrame) and list(drawn.columns) == ["window", "step", "load", "temp"]
+    elif kind == "audio":
+        assert len(drawn.waves) == 4 and all(w.ndim == 1 and np.abs(w).max() <= 1 for w in drawn.waves)
     else:
         assert isinstance(drawn, list) and len(drawn) == 4 and all(isinstance(s, str) for s in drawn)
     inputs = {"image": lambda: np.load(data)["x"][:6], "table": lambda: pd.read_csv(data).head(6),
               "series": lambda: pd.read_csv(data).head(6),
+              "audio": lambda: [read_wav(p)[0] for p in sorted(data.glob("*.wav"))[:6]],
               "smiles": lambda: MOLECULES[:6], "text": lambda: data.read_text().splitlines()[:6]}[kind]()
     z = model.encode(inputs)
     assert z.shape == (6, model.vae.latent_dim) and np.isfinite(z).all()
@@ -349,7 +359,7 @@ def test_encode_and_anomaly_read_their_inputs_once(tiny_run, tmp_path, monkeypat
     assert len(calls) == (1 if kind == "series" else 2)  # a series scores its streams with its own reader
     rows = pd.read_csv(tmp_path / "e.csv")
     assert len(rows) == len(pd.read_csv(tmp_path / "a.csv"))
-    assert ("id" in rows.columns) == (kind in ("items", "smiles", "text", "series"))
+    assert ("id" in rows.columns) == (kind in ("items", "smiles", "text", "series", "audio"))
 
 
 def test_posterior_init_std_reaches_every_kinds_encoder(tiny_run):

@@ -63,6 +63,10 @@ def readme_folder(adult, tmp_path) -> Path:
     ratings = pd.read_csv(tmp_path / "ml-100k.inter", sep="\t")
     ratings.columns = [c.split(":")[0] for c in ratings.columns]
     ratings[ratings["user_id"] <= 3].to_csv(tmp_path / "new_users.csv", index=False)
+    for folder, speakers in (("fsdd/recordings", ("jackson", "theo")), ("my_recordings", ("nicolas",))):
+        (tmp_path / folder).mkdir(parents=True)
+        for name in (f"{d}_{s}_{k}" for s in speakers for d in (3, 7) for k in range(8 if len(speakers) > 1 else 2)):
+            shutil.copy(SHARED_DATA / "fsdd" / "recordings" / f"{name}.wav", tmp_path / folder)
     return tmp_path
 
 
@@ -100,5 +104,7 @@ def test_every_shell_command_runs(adult, tmp_path):
     assert (folder / "synth.csv").is_file() and (folder / "runs" / "digits" / "report.html").is_file()
     assert len(pd.read_csv(folder / "mols.csv")) == 300 and (folder / "best.csv").is_file()
     assert len(pd.read_csv(folder / "stream_scores.csv")) == 2000 and "top_columns" in pd.read_csv(folder / "valve_scores.csv")
+    assert sorted(p.name for p in (folder / "seven").glob("*.wav")) == sorted(f"7_theo_{i}.wav" for i in range(10))
+    assert sorted(p.name for p in (folder / "as_theo").glob("*.wav")) == [f"{d}_theo_{k}.wav" for d in (3, 7) for k in (0, 1)]
     recs = pd.read_csv(folder / "new_recs.csv")
     assert list(recs.columns) == ["user", "item", "rank", "score"] and set(recs["user"]) == {1, 2, 3}

@@ -22,8 +22,8 @@ class DataConfig:
     name: str = option("digits", "digits | mnist | fashion-mnist | a file (.npy/.npz, .csv/.tsv/.parquet, .smi, "
                                   ".txt, .inter, ...) or an image folder", flag="--data")
     # The data kind (kinds/); auto: the kind whose data `name` looks like.
-    kind: str = option("auto", "the data kind: image, table, items, smiles, text (default: from --data, e.g. a "
-                               ".csv is a table)", flag="--kind")
+    kind: str = option("auto", "the data kind: image, table, items, smiles, text, series, audio (default: from "
+                               "--data, e.g. a .csv is a table)", flag="--kind")
     data_dir: str | None = option(None, "folder of the named data sets' files (default: $VAEKIT_DATA_DIR)")
     test_data: str | None = option(None, "a file of test examples (default: a held-out share of --data)")
     # None: the kind's usual share (images: 1/60 for sets that ship a test split, 1,000 of MNIST's

@@ -302,6 +302,7 @@ KINDS = {
     "smiles": "vaekit.kinds.sequence:SmilesKind",
     "text": "vaekit.kinds.sequence:TextKind",
     "series": "vaekit.kinds.series:SeriesKind",
+    "audio": "vaekit.kinds.audio:AudioKind",
 }
 
 
