@@ -5,6 +5,7 @@ CLI, then judges what it makes with classifiers trained on real recordings only 
   digit and speaker heard as asked, Inception-style score, variety, speed against real time;
 - conversion: the 250 test utterances into each other speaker (`vaekit convert`): digit kept,
   target speaker heard (beside the unconverted inputs and the target's own recordings);
+- odd recordings: `vaekit anomaly` AUROC for clipped, noisy and wrong-word copies of the test set;
 - held-out speaker: a second run trained without one speaker; that speaker's test utterances
   reconstructed and converted keep their digit.
 
@@ -130,6 +131,42 @@ def baselines(test_paths: list[Path], judges, speakers: list[str]) -> dict:
     return {"unconverted_judged_as_target": float(np.mean(other)), "targets_own_recordings": own}
 
 
+def odd_recordings(run_dir: Path, test_paths: list[Path], work: Path) -> dict:
+    """AUROC of `vaekit anomaly` (-ELBO per utterance) between the real test recordings and odd
+    copies of them: clipped (10x gain), noisy (white noise 10 dB below the speech), wrong word (the
+    name says the next digit)."""
+    from sklearn.metrics import roc_auc_score
+
+    from vaekit.kinds.audio.signal import read_wav, write_wav
+
+    rng = np.random.default_rng(0)
+    folder = work / "odd"
+    folder.mkdir(parents=True, exist_ok=True)
+    kinds = {}
+    for p in test_paths:
+        x, rate = read_wav(p)
+        m = NAME.match(p.stem)
+        d, s, k = m["digit"], m["speaker"], int(m["index"])
+        copies = {"normal": (p.stem, x), "clipped": (f"{d}_{s}_{100 + k}", np.clip(10 * x, -0.5, 0.5)),
+                  "noisy": (f"{d}_{s}_{200 + k}", x + rng.normal(size=len(x)) * np.sqrt(np.mean(x ** 2) / 10)),
+                  "wrong_word": (f"{(int(d) + 1) % 10}_{s}_{300 + k}", x)}
+        for kind, (name, wave) in copies.items():
+            write_wav(folder / f"{name}.wav", wave.astype(np.float32), rate)
+            kinds[name] = kind
+    out = work / "odd.csv"
+    run(["anomaly", str(run_dir), "--data", str(folder), "--out", str(out)])
+    import pandas as pd
+
+    scores = pd.read_csv(out)
+    scores["kind"] = scores["id"].map(kinds)
+    normal = scores[scores["kind"] == "normal"]["score"]
+    result = {}
+    for kind in ("clipped", "noisy", "wrong_word"):
+        odd = scores[scores["kind"] == kind]["score"]
+        result[kind] = float(roc_auc_score([0] * len(normal) + [1] * len(odd), list(normal) + list(odd)))
+    return result
+
+
 def held_out(fsdd: Path, work: Path, judges, speaker: str, threads: list[str]) -> dict:
     paths = sorted(fsdd.glob("*.wav"))
     labels = labels_of(paths)
@@ -198,6 +235,8 @@ def main() -> None:
     summary["conversion"] = conversion(run_dir, test_paths, work, judges, speakers)
     summary["conversion_baselines"] = baselines(test_paths, judges, speakers)
     print(json.dumps(summary["conversion"]), json.dumps(summary["conversion_baselines"]), flush=True)
+    summary["odd_recordings_auroc"] = odd_recordings(run_dir, test_paths, work)
+    print(json.dumps(summary["odd_recordings_auroc"]), flush=True)
     if args.held_out:
         summary["held_out"] = held_out(fsdd, work, judges, args.held_out, args.train_args)
         print(json.dumps(summary["held_out"]), flush=True)

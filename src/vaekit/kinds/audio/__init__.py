@@ -75,7 +75,7 @@ class AudioKind(Kind):
     # Measured on FSDD (bench/audio_quality.py, docs/audio.md).
     defaults = {"model.net": "conv1d", "model.likelihood": "band-gaussian", "model.hidden": [512],
                 "model.latent_dim": 16, "model.conv_channels": [256, 256], "train.batch_size": 64, "train.lr": 1e-3,
-                "train.epochs": 60, "train.warmup_steps": 200, "train.min_steps": 1500, "train.grad_clip": 5.0,
+                "train.epochs": 40, "train.warmup_steps": 200, "train.min_steps": 1500, "train.grad_clip": 5.0,
                 "train.kl_warmup_epochs": 10.0}
     final_outputs = ("sampler.json", "samples.png")
     sample = lazy("commands", "sample")

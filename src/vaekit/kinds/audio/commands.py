@@ -125,10 +125,12 @@ def one_hot(run, y: torch.Tensor | None) -> torch.Tensor | None:
     return run.vae.condition(y) if run.vae.conditional else None
 
 
-def fit_sampler(vae, x: torch.Tensor, components: int = 10, seed: int = 0) -> dict:
-    """A Gaussian mixture (full covariances) over the training utterances' posterior means: codes
-    drawn from it land where utterances are. Prior draws fall between them as often as not (FSDD:
-    digit heard in 85% of prior samples, 99% of these; docs/audio.md)."""
+def fit_sampler(vae, x: torch.Tensor, y: torch.Tensor | None, num_classes: int, components: int = 30,
+                seed: int = 0) -> dict:
+    """A Gaussian mixture (full covariances) over the training utterances' posterior means, with
+    each class's own weights over the components (the responsibilities of its utterances): codes
+    drawn for a class land where that class's utterances are. Prior draws fall between them as
+    often as not (FSDD: the digit heard in 85% of prior samples, 98% of these; docs/audio.md)."""
     from sklearn.mixture import GaussianMixture
 
     with torch.no_grad():
@@ -138,13 +140,24 @@ def fit_sampler(vae, x: torch.Tensor, components: int = 10, seed: int = 0) -> di
         return {"weights": [1.0], "means": [[0.0] * d], "cholesky": [np.eye(d).tolist()]}
     k = max(1, min(components, len(mu) // (2 * d + 2)))  # enough points per covariance
     gm = GaussianMixture(k, covariance_type="full", reg_covar=1e-4, random_state=seed).fit(mu)
-    return {"weights": gm.weights_.tolist(), "means": gm.means_.tolist(),
-            "cholesky": np.linalg.cholesky(gm.covariances_).tolist()}
+    out = {"weights": gm.weights_.tolist(), "means": gm.means_.tolist(),
+           "cholesky": np.linalg.cholesky(gm.covariances_).tolist()}
+    if y is not None and num_classes:
+        r = gm.predict_proba(mu)  # (N, k)
+        labels = y.cpu().numpy()
+        w = np.stack([r[labels == c].sum(0) for c in range(num_classes)]) + 1e-3 * gm.weights_  # a class never
+        out["class_weights"] = np.round(w / w.sum(1, keepdims=True), 6).tolist()  # seen gets the overall weights
+    return out
 
 
-def drawn_codes(sampler: dict, num: int, temperature: float, g: torch.Generator) -> torch.Tensor:
-    """`num` codes from the fitted mixture, each component's spread scaled by `temperature`."""
-    which = torch.multinomial(torch.tensor(sampler["weights"]), num, replacement=True, generator=g)
+def drawn_codes(sampler: dict, num: int, temperature: float, g: torch.Generator,
+                y: torch.Tensor | None = None) -> torch.Tensor:
+    """`num` codes from the fitted mixture (with class y's weights where the sampler has them),
+    each component's spread scaled by `temperature`."""
+    if y is not None and "class_weights" in sampler:
+        which = torch.multinomial(torch.tensor(sampler["class_weights"])[y.cpu()], 1, generator=g)[:, 0]
+    else:
+        which = torch.multinomial(torch.tensor(sampler["weights"]), num, replacement=True, generator=g)
     means, chol = torch.tensor(sampler["means"]), torch.tensor(sampler["cholesky"])
     eps = torch.randn(num, means.shape[1], generator=g)
     return (means[which] + temperature * (chol[which] @ eps[:, :, None])[:, :, 0]).float()  # (N, D)
@@ -165,7 +178,7 @@ def sample(run, opts) -> Sounds:
     g = torch.Generator().manual_seed(opts.seed)
     y = drawn_classes(run.schema, given, opts.num, g) if space else None
     if opts.sampler == "posterior":
-        z = drawn_codes(read_sampler(run), opts.num, opts.temperature, g)
+        z = drawn_codes(read_sampler(run), opts.num, opts.temperature, g, y)
     else:
         z = run.vae.prior.sample(opts.num, opts.temperature, g, run.vae.encode)
     waves, log_mel = decode_sounds(run, z, one_hot(run, y), opts.iters, opts.seed)
@@ -388,13 +401,13 @@ def save_final(run_dir, vae, splits, schema: dict) -> None:
     """sampler.json (the mixture `sample` draws codes from) and samples.png."""
     from ...files import atomic_write, write_json
 
-    sampler = fit_sampler(vae, splits.train_x)
+    sampler = fit_sampler(vae, splits.train_x, splits.train_y, num_classes(schema["conditions"]))
     write_json(Path(run_dir) / "sampler.json", sampler)
     g = torch.Generator().manual_seed(0)
     n = 32
     y = drawn_classes(schema, {}, n, g) if schema["conditions"] else None
     with torch.no_grad():
-        z = drawn_codes(sampler, n, 1.0, g).to(splits.train_x.device)
+        z = drawn_codes(sampler, n, 1.0, g, y).to(splits.train_x.device)
         c = vae.condition(y.to(z.device)) if y is not None else None
         log_mel = unscale(vae.likelihood(vae.decoder(z, c).float()).mean.cpu(), schema)
     atomic_write(Path(run_dir) / "samples.png", png_bytes(spectrogram_grid(log_mel)))
