@@ -295,14 +295,15 @@ def check_model(kind: Kind, model_cfg, schema: dict) -> None:
 
 
 # One line per kind: its name and where its Kind class lives (imported when first asked for).
+# `--kind auto` asks them in this order: audio's test (wav files) before image's (any folder).
 KINDS = {
+    "audio": "vaekit.kinds.audio:AudioKind",
     "image": "vaekit.kinds.image:ImageKind",
     "table": "vaekit.kinds.table:TableKind",
     "items": "vaekit.kinds.items:ItemsKind",
     "smiles": "vaekit.kinds.sequence:SmilesKind",
     "text": "vaekit.kinds.sequence:TextKind",
     "series": "vaekit.kinds.series:SeriesKind",
-    "audio": "vaekit.kinds.audio:AudioKind",
 }
 
 

@@ -93,7 +93,9 @@ class AudioKind(Kind):
 
     def detect(self, name: str) -> bool:
         path = Path(name)
-        return path.suffix.lower() == ".wav" or (path.is_dir() and any(path.glob("*.wav")))
+        if path.is_dir():  # wav files at the top or one folder down (a folder per speaker)
+            return any(path.glob("*.wav")) or any(path.glob("*/*.wav"))
+        return path.suffix.lower() == ".wav"
 
     def load(self, cfg: DataConfig, schema: dict | None = None):
         from .data import load_audio
