@@ -86,11 +86,15 @@ class BandGaussian(nn.Module):
     num_params = 1
     needs_unit_range = False
     min_log_scale = math.log(0.05)
+    # Adam moves a parameter about lr per step: a log-scale stored a tenth of its size moves ten
+    # times faster (unscaled, FSDD's bands were still narrowing after 2,000 steps: test -ELBO 935
+    # nats at 45 epochs against -191 at 60).
+    speed = 10.0
 
     def __init__(self, num_bands: int):
         super().__init__()
-        self.log_scale = nn.Parameter(torch.zeros(num_bands))
+        self.log_scale = nn.Parameter(torch.zeros(num_bands))  # (M,) log-scales / speed
 
     def forward(self, out):  # out: (..., M, T) means
-        scale = self.log_scale.clamp(min=self.min_log_scale).exp()[:, None].to(out.dtype)
+        scale = (self.speed * self.log_scale).clamp(min=self.min_log_scale).exp()[:, None].to(out.dtype)
         return Independent(Normal(out, scale.expand_as(out), validate_args=False), 2)
