@@ -13,7 +13,7 @@ import vaekit
 from vaekit.cli import main
 from vaekit.kinds.audio.signal import read_wav
 
-from conftest import shared, spoken_wavs
+from conftest import one_line_error, shared, spoken_wavs
 
 
 class Said:
@@ -33,13 +33,6 @@ def cli(capsys):
 
     return call
 
-
-def one_line_error(result, *needles):
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("vaekit: error:"), result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 SPEAKERS, DIGITS, TAKES = ("jackson", "theo"), ("3", "7"), 12
 

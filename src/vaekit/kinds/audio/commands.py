@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 import re
 from dataclasses import dataclass
@@ -14,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ...errors import VaekitError
+from ...files import atomic_write, write_json
 from ...plotting import image_grid, png_bytes
-from .data import (COUNTER, Clips, combined, features, label_codes, num_classes, read_clips, read_inputs, scale,
+from .data import (COUNTER, Clips, combined, features, label_codes, num_classes, read_inputs, scale,
                    unscale)
 from .signal import LOG_FLOOR, Frontend, Spectra, read_wav, resample, wav_bytes, write_wav
 
@@ -93,13 +92,18 @@ def drawn_classes(schema: dict, given: dict[str, int], num: int, g: torch.Genera
     return torch.multinomial(torch.tensor(weights), num, replacement=True, generator=g)
 
 
+def filled(pattern: str, fields: dict[str, str]) -> str:
+    """'{digit}_{speaker}_{index}' with the fields' values, 'any' for a field not given."""
+    return re.sub(r"\{(\w+)\}", lambda m: fields.get(m.group(1), "any"), pattern)
+
+
 def file_name(schema: dict, fields: dict[str, str], counter: int) -> str:
     """A name in the training pattern ('{digit}_{speaker}_{index}' -> 7_theo_0): the counter in
     the index field, 'any' for a field the labels do not give."""
     pattern = schema.get("pattern")
     if pattern and fields:
         values = fields | {COUNTER: str(counter)} if COUNTER in pattern else fields
-        name = re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "any"), pattern)
+        name = filled(pattern, values)
         return name if COUNTER in pattern else f"{name}_{counter}"
     return "_".join([*fields.values(), str(counter)]) if fields else f"sample_{counter}"
 
@@ -213,7 +217,7 @@ def converted(run, x, codes, clips: Clips, given: dict[str, int], iters: int, se
         fields = {f: v[i] for f, v in clips.labels.items() if v[i] is not None}
         if fields and run.schema.get("pattern"):
             fields |= {k: space[k][v] for k, v in given.items()}
-            names.append(re.sub(r"\{(\w+)\}", lambda m: fields.get(m.group(1), "any"), run.schema["pattern"]))
+            names.append(filled(run.schema["pattern"], fields))
         else:
             names.append(f"{path.stem}_" + "_".join(space[k][v] for k, v in given.items()))
     return Sounds(unique(names), waves, run.schema["frontend"]["sample_rate"], log_mel)
@@ -288,8 +292,6 @@ def write(run, command: str, sounds: Sounds, opts) -> None:
     for name, wave in zip(sounds.names, sounds.waves):
         write_wav(out / f"{name}.wav", wave, sounds.rate)
     picture = out / "spectrograms.png"
-    from ...files import atomic_write
-
     ncol = {"reconstruct": 2, "interpolate": getattr(opts, "steps", 8)}.get(command, 8)
     atomic_write(picture, png_bytes(spectrogram_grid(sounds.log_mel[: PICTURE_MAX * (2 if ncol == 2 else 1)], ncol)))
     print(f"wrote {len(sounds.waves)} .wav files and {picture.name} to {out}")
@@ -384,7 +386,7 @@ def decoded(run, z: torch.Tensor, labels: list | None = None):
 def evaluate(run, opts, x, y, figures: dict) -> dict:
     """The log-mel distance of reconstructions (posterior mean) to the inputs, in dB, over the
     frames the inputs fill (the padding left out)."""
-    out, dist, frames = [], 0.0, 0
+    dist, frames = 0.0, 0
     for i in range(0, len(x), 256):
         xb = x[i: i + 256]
         yb = None if y is None else y[i: i + 256]
@@ -399,8 +401,6 @@ def evaluate(run, opts, x, y, figures: dict) -> dict:
 
 def save_final(run_dir, vae, splits, schema: dict) -> None:
     """sampler.json (the mixture `sample` draws codes from) and samples.png."""
-    from ...files import atomic_write, write_json
-
     sampler = fit_sampler(vae, splits.train_x, splits.train_y, num_classes(schema["conditions"]))
     write_json(Path(run_dir) / "sampler.json", sampler)
     g = torch.Generator().manual_seed(0)

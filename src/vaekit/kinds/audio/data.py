@@ -101,7 +101,7 @@ def read_clips(name: str, sample_rate: int | None, pattern: str | None, explicit
         if len(silent) == len(paths):
             raise VaekitError(f"{name}: every recording is silent (e.g. {paths[silent[0]]})")
         print(f"warning: {len(silent)} silent recording(s) left out, e.g. {paths[silent[0]]}", file=sys.stderr)
-    keep = [i for i in range(len(paths)) if i not in set(silent)]
+    keep = sorted(set(range(len(paths))) - set(silent))
     paths = [paths[i] for i in keep]
     waves = [resample(read[i][0], read[i][1], rate) for i in keep]
     if labels is not None:
