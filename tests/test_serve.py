@@ -240,18 +240,41 @@ def test_served_explorer_in_a_browser_and_kill_9_leaves_the_run(digits_run, tmp_
     assert tree_hash(digits_run) == before
 
 
-def test_several_worker_processes_answer(digits_run):
+def test_worker_processes_answer_large_requests_as_the_server_does(adult_run, client):
+    rows = rows_of(adult_run, 400)  # a body over serve.LARGE: a worker's, once they are up
+    body = {"inputs": rows, "seed": 3, "unknown": "allow"}  # (a 3,000-row run has not seen every category)
+    expected = client.post("/v1/adult/score", json=body).json()  # the in-process answer
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "vaekit", "serve", str(digits_run), "--port", str(port),
-                               "--workers", "2", "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    server = subprocess.Popen([sys.executable, "-m", "vaekit", "serve", str(adult_run), "--port", str(port),
+                               "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for(url + "/health", server)
-        answers = [httpx.post(url + "/v1/digits/sample", json={"num": 2, "seed": 5}).json()["samples"] for _ in range(6)]
-        assert all(np.allclose(a, answers[0]) for a in answers)  # every worker's model is the same
+        deadline = time.time() + 120
+        while httpx.get(url + "/v1/runs").json()["adult"]["answered_by_workers"] < 3 and time.time() < deadline:
+            answer = httpx.post(url + "/v1/adult/score", json=body, timeout=60).json()
+            assert np.allclose(answer["score"], expected["score"], rtol=1e-5, atol=1e-4)
+            assert answer["flagged"] == expected["flagged"] and answer["top_columns"] == expected["top_columns"]
+        assert httpx.get(url + "/v1/runs").json()["adult"]["answered_by_workers"] >= 3
+        bad = httpx.post(url + "/v1/adult/score", json={"inputs": rows[:-1] + [dict(rows[-1], age="old")]})
+        assert bad.status_code == 422 and "'age'" in bad.json()["error"] and "\n" not in bad.json()["error"]
+        assert httpx.post(url + "/v1/adult/score", json=body, timeout=60).status_code == 200
+        workers = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split()
+        assert len(workers) >= 2
     finally:
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(30) is not None
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+    deadline = time.time() + 30  # the workers leave with the server
+    while time.time() < deadline and any(running(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not any(running(pid) for pid in workers)
+
+
+def running(pid: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_serve_refuses_bad_setups_in_one_line(digits_run, tmp_path):

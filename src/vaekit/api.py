@@ -144,9 +144,11 @@ class Model:
         return result.numpy() if isinstance(result, torch.Tensor) else result
 
     @torch.no_grad()
-    def score(self, data, num_samples: int = 10, how: str = "neg_elbo", seed: int = 0) -> np.ndarray:
-        """Anomaly scores (N,): -ELBO in nats (or reconstruction error), higher is odder."""
+    def score(self, data, num_samples: int | None = None, how: str = "neg_elbo", seed: int = 0) -> np.ndarray:
+        """Anomaly scores (N,): -ELBO in nats (or reconstruction error), higher is odder; averaged
+        over `num_samples` posterior draws (default: the kind's, as `vaekit anomaly`)."""
         x, y = self.tensors(data)
+        num_samples = self.run.kind.score_draws if num_samples is None else num_samples
         return anomaly.score(self.vae, x, how, num_samples=num_samples, seed=seed, y=self.vae.labels_for(y))
 
     def evaluate(self, data=None, iw_samples: int = 100, seed: int = 0, max_examples: int | None = None) -> dict:

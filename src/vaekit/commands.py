@@ -101,7 +101,7 @@ class AnomalyOptions(DataOptions):
     score: str = option("neg_elbo", "the anomaly score", choices=anomaly.SCORES)
     fpr: float | None = option(None, "false-positive rate on normal data for the threshold (default 0.05; series "
                                      "runs: 0.01 of the training rows)")
-    num_samples: int = option(10, "posterior draws per -ELBO score")
+    num_samples: int | None = option(None, "posterior draws per -ELBO score (default 10; table runs 1)")
     normal_data: str | None = option(None, "normal inputs for the threshold (default: the run's validation split)")
 
 
@@ -168,6 +168,10 @@ def anomaly_scores(run, opts) -> dict:
     from .plotting import save_histogram
 
     vae = run.vae
+    if opts.num_samples is None:
+        opts.num_samples = run.kind.score_draws
+    if opts.num_samples < 1:
+        raise VaekitError(f"--num-samples must be at least 1, got {opts.num_samples}")
     x, y, ids = run.inputs_with_ids(opts.data, opts.data_dir)
     scores = anomaly.score(vae, x, opts.score, num_samples=opts.num_samples, y=vae.labels_for(y))
     if opts.normal_data:

@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
-import json
 import os
 import sys
+import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ MAX_BODY = 64 << 20  # bytes of one request body
 MAX_INPUTS = 100_000  # records in one request
 MAX_NUM = 10_000  # examples one sample request may ask for
 MAX_Z = 10_000  # latent codes one decode request may give
+LARGE = 32 << 10  # bytes of a score or encode body that a worker process answers, where there are workers
 SHARED = ("sample", "encode", "decode", "reconstruct", "interpolate", "score")
 
 
@@ -60,6 +62,8 @@ class Job:
     inputs: list
     options: dict
     future: asyncio.Future | None = None
+    x: torch.Tensor | None = None  # the inputs read (a large request's, before it joins a batch)
+    y: torch.Tensor | None = None
 
 
 @dataclass(eq=False)  # hashed by identity: its thresholds are cached
@@ -69,11 +73,11 @@ class Served:
 
     name: str
     model: api.Model
-    normal_scores: np.ndarray | None = None
-    column_medians: np.ndarray | None = None
+    normal: tuple | None = None  # the validation split's (x, y): what thresholds are set on
     note: str = ""
     explorer: dict | None = None
     batchers: dict = field(default_factory=dict)
+    by_workers: int = 0  # requests a worker process answered
 
     @property
     def kind(self):
@@ -94,9 +98,23 @@ class Served:
         method = "decoded" if command == "decode" else command
         return getattr(kind, method) is not getattr(Kind, method)
 
+    @functools.lru_cache(maxsize=8)
+    def normal_scores(self, draws: int) -> np.ndarray:
+        """The validation rows' scores at `draws` posterior draws, as `vaekit anomaly` sets its threshold."""
+        x, y = self.normal
+        return anomaly.score(self.model.vae, x, num_samples=draws, y=y)
+
+    @functools.lru_cache(maxsize=8)
+    def column_medians(self, draws: int) -> np.ndarray | None:
+        """Each column's median score on the validation rows (tables), which top_columns ranks against."""
+        if self.normal is None or self.kind.column_names(self.model.run) is None:
+            return None
+        x, y = self.normal
+        return np.median(anomaly.column_scores(self.model.vae, x, y, num_samples=draws), axis=0)
+
     @functools.lru_cache(maxsize=64)
-    def threshold(self, fpr: float) -> float:
-        return anomaly.threshold_at(self.normal_scores, fpr)
+    def threshold(self, fpr: float, draws: int) -> float:
+        return anomaly.threshold_at(self.normal_scores(draws), fpr)
 
     def prepare(self, data_dir: str | None) -> None:
         """The normal scores that set `flagged`'s threshold (the validation split, as `vaekit
@@ -109,10 +127,9 @@ class Served:
             print(f"vaekit serve: {self.name}: {self.note}", file=sys.stderr)
             return
         if self.supports("score"):
-            y = run.vae.labels_for(splits.val_y)
-            self.normal_scores = anomaly.score(run.vae, splits.val_x, y=y)
-            if self.kind.column_names(run) is not None:
-                self.column_medians = np.median(anomaly.column_scores(run.vae, splits.val_x, y), axis=0)
+            self.normal = splits.val_x, run.vae.labels_for(splits.val_y)
+            self.threshold(0.05, self.kind.score_draws)  # the default's, ready before the first request
+            self.column_medians(self.kind.score_draws)
         if self.supports("decode"):
             self.explorer_points(splits)
 
@@ -132,18 +149,26 @@ class Served:
 
 
 def tensors(served: Served, jobs: list[Job]):
-    """(x, y) of the jobs' records taken together, in order."""
-    kind, run = served.kind, served.model.run
-    allow = jobs[0].options.get("unknown") == "allow"
-    if kind.records_batch:
-        x, y = kind.records_tensors(run, [r for j in jobs for r in j.inputs], allow)
+    """(x, y) of the jobs' records taken together, in order; records not yet read are read here,
+    all at once where the kind reads a batch of records faster than one by one."""
+    todo = [j for j in jobs if j.x is None]
+    if served.kind.records_batch and len(todo) > 1:
+        read(served, todo)
     else:
-        parts = [kind.records_tensors(run, j.inputs, allow) for j in jobs]
-        x = torch.cat([p[0] for p in parts])
-        y = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
+        for job in todo:
+            read(served, [job])
+    x = torch.cat([j.x for j in jobs])
+    return x, None if jobs[0].y is None else torch.cat([j.y for j in jobs])
+
+
+def read(served: Served, jobs: list[Job]) -> None:
+    """The jobs' records as tensors, read in one call and kept on each job (job.x, job.y)."""
+    run = served.model.run
+    x, y = served.kind.records_tensors(run, [r for j in jobs for r in j.inputs], jobs[0].options.get("unknown") == "allow")
     if len(x) != sum(len(j.inputs) for j in jobs):
         raise VaekitError(f"{sum(len(j.inputs) for j in jobs) - len(x)} input(s) could not be read")
-    return x, y
+    for job, xj, yj in zip(jobs, split(x, jobs), split(y, jobs) if y is not None else [None] * len(jobs)):
+        job.x, job.y = xj, yj
 
 
 def split(values, jobs: list[Job]) -> list:
@@ -159,7 +184,8 @@ def score_jobs(served: Served, jobs: list[Job]) -> list[dict]:
     x, y = tensors(served, jobs)
     y = vae.labels_for(y)
     num_samples = jobs[0].options["num_samples"]
-    columns = served.column_medians is not None
+    medians = served.column_medians(num_samples)
+    columns = medians is not None
     eps = torch.cat([anomaly.draws(j.options["seed"], len(j.inputs), vae.latent_dim, num_samples) for j in jobs], 1)
     per_column = None
     if anomaly.batchable(vae):
@@ -173,12 +199,12 @@ def score_jobs(served: Served, jobs: list[Job]) -> list[dict]:
     if columns:
         per_column = anomaly.column_scores(vae, x, y, eps=eps) if per_column is None else per_column
         names = served.kind.column_names(served.model.run)
-        tops = split(anomaly.ranked(per_column - served.column_medians, names), jobs)
+        tops = split(anomaly.ranked(per_column - medians, names), jobs)
     out = []
     for j, s, t in zip(jobs, split(scores, jobs), tops):
         answer = {"score": np.round(s.astype(np.float64), 6).tolist()}
-        if served.normal_scores is not None:
-            threshold = served.threshold(j.options["fpr"])
+        if served.normal is not None:
+            threshold = served.threshold(j.options["fpr"], num_samples)
             answer.update(flagged=(s > threshold).tolist(), threshold=threshold)
         if t is not None:
             answer["top_columns"] = t
@@ -199,9 +225,10 @@ BATCH_OPTIONS = {"score": {"num_samples": 10, "seed": 0, "fpr": 0.05, "unknown":
                  "encode": {"logvar": False, "unknown": "refuse"}}
 
 
-def checked_options(command: str, body: dict) -> dict:
-    """The options of a batched command from a request body, with their defaults, checked."""
-    defaults = BATCH_OPTIONS[command]
+def checked_options(command: str, body: dict, served: Served) -> dict:
+    """The options of a batched command from a request body, with their defaults (the run's
+    kind's number of posterior draws), checked."""
+    defaults = BATCH_OPTIONS[command] | ({"num_samples": served.kind.score_draws} if command == "score" else {})
     unknown = sorted(set(body) - set(defaults) - {"inputs"})
     if unknown:
         raise RequestError(422, f"{unknown[0]!r} is not an option of {command} (it takes inputs, "
@@ -371,6 +398,90 @@ class Batcher:
         return out
 
 
+# ---------------------------------------------------------------- worker processes
+
+
+class Workers:
+    """Processes that answer large score and encode requests, each with its own copy of the runs,
+    so that reading records, ranking columns and the model use every core (threads of one process
+    queue for its one interpreter lock). Started by the first large request; until they are up (a
+    few seconds) large requests are answered in this process. An answer is the same either way:
+    the same code, the request's own posterior noise."""
+
+    def __init__(self, runs: dict[str, Served], count: int):
+        self.runs, self.count = runs, count
+        self.pool = None
+        self.up = False
+
+    def takes(self, served: Served, command: str) -> bool:
+        if self.count < 2 or not served.supports(command) or (command == "score" and "anomaly" in served.kind.replaces):
+            return False
+        if self.pool is None:
+            self.start()
+        return self.up
+
+    def start(self) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        state = {name: (str(s.model.run.run_dir), None if s.normal is None else
+                        tuple(None if t is None else t.numpy() for t in s.normal)) for name, s in self.runs.items()}
+        self.pool = ProcessPoolExecutor(self.count, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=worker_start, initargs=(state,))
+        started = [self.pool.submit(os.getpid) for _ in range(self.count)]
+
+        def ready(_):
+            if all(f.done() for f in started):
+                self.up = all(f.exception() is None for f in started)
+
+        for f in started:
+            f.add_done_callback(ready)
+
+    async def answer(self, name: str, command: str, raw: bytes) -> tuple[int, bytes] | None:
+        """(status, JSON body) from a worker; None if the workers are gone (this process answers)."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, worker_answer, name, command, raw)
+        except BrokenProcessPool:
+            print("vaekit serve: a worker process died; answering in this process from now on", file=sys.stderr)
+            self.count, self.up = 1, False
+            return None
+
+
+WORKER_RUNS: dict[str, Served] = {}  # a worker process's runs
+
+
+def worker_start(state: dict) -> None:
+    torch.set_num_threads(1)  # one core per worker
+    threading.Thread(target=leave_with, args=(os.getppid(),), daemon=True).start()
+    for name, (path, normal) in state.items():
+        served = Served(name, api.open(path))
+        if normal is not None:
+            served.normal = tuple(None if a is None else torch.from_numpy(a) for a in normal)
+        WORKER_RUNS[name] = served
+
+
+def leave_with(parent: int) -> None:
+    """End this worker when the server is gone, even by kill -9 (its task queue never closes: the
+    other workers hold it too)."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
+def worker_answer(name: str, command: str, raw: bytes) -> tuple[int, bytes]:
+    """A large request's answer in a worker process: as the batcher answers a batch of one."""
+    served = WORKER_RUNS[name]
+    try:
+        body = parse_body(raw)
+        job = Job(inputs_of(body), checked_options(command, body, served))
+        return 200, orjson.dumps(BATCHED[command](served, [job])[0], option=orjson.OPT_SERIALIZE_NUMPY)
+    except REFUSED as e:
+        status, message = refusal(e)
+        return status, orjson.dumps(error_body(message))
+
+
 # ---------------------------------------------------------------- the app
 
 
@@ -381,6 +492,7 @@ class ServeOptions:
     max_batch: int = 4096
     token: str | None = None
     max_body: int = MAX_BODY
+    workers: int = 1  # processes answering large score / encode requests (1: all in this process)
 
 
 def open_runs(paths: list[str], data_dir: str | None = None, prepare: bool = True) -> dict[str, Served]:
@@ -401,12 +513,13 @@ def make_app(runs: dict[str, Served], options: ServeOptions):
     from .explorer import page
 
     executor = ThreadPoolExecutor(1, thread_name_prefix="vaekit-model")  # one model thread: torch in order
+    pool = Workers(runs, options.workers)
     app = FastAPI(title="vaekit", version=__import__("vaekit").__version__,
                   description="Trained VAEs: sample, score, encode, decode, reconstruct, and each kind's commands.")
     body_doc = {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}}
 
     def error(status: int, message: str) -> Response:
-        return json_response({"error": " ".join(str(message).split()) or "error"}, status)
+        return json_response(error_body(message), status)
 
     @app.exception_handler(HTTPException)
     async def http_error(request, exc):
@@ -423,7 +536,7 @@ def make_app(runs: dict[str, Served], options: ServeOptions):
     if options.token:
         app.add_middleware(TokenGuard, token=options.token)
 
-    async def read_body(request: Request) -> dict:
+    async def read_body(request: Request) -> bytes:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > options.max_body:
             raise RequestError(413, f"the body is {int(length)} bytes; at most {options.max_body}")
@@ -433,10 +546,7 @@ def make_app(runs: dict[str, Served], options: ServeOptions):
             if size > options.max_body:
                 raise RequestError(413, f"the body is over {options.max_body} bytes")
             chunks.append(chunk)
-        body = parse_json(b"".join(chunks))
-        if not isinstance(body, dict):
-            raise RequestError(400, "the body must be a JSON object")
-        return body
+        return b"".join(chunks)
 
     def served_run(name: str) -> Served:
         if name not in runs:
@@ -446,13 +556,19 @@ def make_app(runs: dict[str, Served], options: ServeOptions):
     async def answer(request: Request, name: str, command: str):
         try:
             served = served_run(name)
-            body = await read_body(request)
+            raw = await read_body(request)
+            if command in BATCHED and len(raw) >= LARGE and pool.takes(served, command):
+                answered = await pool.answer(name, command, raw)
+                if answered is not None:
+                    served.by_workers += 1
+                    return Response(answered[1], status_code=answered[0], media_type="application/json")
+            body = parse_body(raw)
             if command == "score" and "anomaly" in served.kind.replaces and served.supports("score"):
                 handler = own_score  # a kind that scores its own way (a stream's rows): unbatched
             elif command in BATCHED:
                 if not served.supports(command):
                     raise RequestError(404, f"{command} does not apply to {served.kind.name} runs")
-                job = Job(inputs_of(body), checked_options(command, body))
+                job = Job(inputs_of(body), checked_options(command, body, served))
                 batcher = served.batchers.get(command) or served.batchers.setdefault(
                     command, Batcher(served, command, options.max_batch, executor))
                 result = await batcher.submit(job)
@@ -468,10 +584,8 @@ def make_app(runs: dict[str, Served], options: ServeOptions):
                                         f"(they take {', '.join(served.commands())})")
             result = await asyncio.get_running_loop().run_in_executor(executor, handler, served, body)
             return json_response(result)
-        except RequestError as e:
-            return error(e.status, str(e))
-        except (VaekitError, TypeError, ValueError, KeyError) as e:
-            return error(422, str(e) if isinstance(e, VaekitError) else f"bad request: {type(e).__name__}: {e}")
+        except REFUSED as e:
+            return error(*refusal(e))
 
     @app.get("/health")
     async def health():
@@ -531,8 +645,26 @@ def describe(served: Served) -> dict:
     batching = {name: {"requests": b.requests, "batches": b.batches, "largest_batch": b.largest}
                 for name, b in served.batchers.items()}
     return {"kind": served.kind.name, "latent_dim": run.vae.latent_dim, "schema": run.kind.schema_summary(run),
-            "commands": served.commands(), "flags_scores": served.normal_scores is not None, "batching": batching,
+            "commands": served.commands(), "flags_scores": served.normal is not None, "batching": batching,
+            "answered_by_workers": served.by_workers,
             **({"note": served.note} if served.note else {})}
+
+
+def parse_body(raw: bytes) -> dict:
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise RequestError(400, "the body must be a JSON object")
+    return body
+
+
+REFUSED = (RequestError, VaekitError, TypeError, ValueError, KeyError)  # a bad request's, answered 4xx
+
+
+def refusal(e: Exception) -> tuple[int, str]:
+    """The status and one line a bad request (an exception in REFUSED) is answered with."""
+    if isinstance(e, RequestError):
+        return e.status, str(e)
+    return 422, str(e) if isinstance(e, VaekitError) else f"bad request: {type(e).__name__}: {e}"
 
 
 def parse_json(raw: bytes):
@@ -543,18 +675,20 @@ def parse_json(raw: bytes):
         raise RequestError(400, f"the body is not valid JSON: {e}") from None
 
 
+def error_body(message: str) -> dict:
+    return {"error": " ".join(str(message).split()) or "error"}
+
+
 def json_response(content, status: int = 200) -> Response:
     return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
                     media_type="application/json")
 
 
-ENVIRONMENT = "VAEKIT_SERVE"  # how `serve --workers N` hands its settings to each worker process
-
-
 def serve(paths: list[str], host: str = "127.0.0.1", port: int = 8000, token_file: str | None = None,
-          max_batch: int = 4096, threads: int | None = None, data_dir: str | None = None, workers: int = 1) -> None:
-    """Serve the runs until interrupted; with `workers` > 1, that many processes (uvicorn's), each
-    with its own copy of the models and its own batching."""
+          max_batch: int = 4096, threads: int | None = None, data_dir: str | None = None,
+          workers: int | None = None) -> None:
+    """Serve the runs until interrupted; large score and encode requests go to `workers` processes
+    (default: one per core where there are several)."""
     import uvicorn
 
     token = None
@@ -567,36 +701,17 @@ def serve(paths: list[str], host: str = "127.0.0.1", port: int = 8000, token_fil
             raise VaekitError(f"{token_file}: the token file is empty")
     if max_batch < 1:
         raise VaekitError(f"--max-batch must be at least 1, got {max_batch}")
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise VaekitError(f"--workers must be at least 1, got {workers}")
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
         print(f"vaekit serve: warning: listening on {host} without --token-file: anyone who can reach this "
               "machine can use the model", file=sys.stderr)
-    settings = {"paths": [str(Path(p).resolve()) for p in paths], "max_batch": max_batch, "token": token,
-                "threads": threads, "data_dir": data_dir}
-    where = {"host": host, "port": port, "log_level": "warning", "access_log": False}
+    if threads:
+        torch.set_num_threads(threads)
+    runs = open_runs(paths, data_dir)
+    workers = len(os.sched_getaffinity(0)) if workers is None else workers
+    app = make_app(runs, ServeOptions(max_batch=max_batch, token=token, workers=workers))
+    print(f"vaekit serve: {', '.join(runs)} on http://{host}:{port} (docs at /docs)", file=sys.stderr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if workers > 1:
-            open_runs(paths, prepare=False)  # a bad run is said here, once, before any worker starts
-            os.environ[ENVIRONMENT] = json.dumps(settings)
-            print(f"vaekit serve: {len(paths)} run(s) on http://{host}:{port}, {workers} workers", file=sys.stderr)
-            uvicorn.run("vaekit.serve:app_from_environment", factory=True, workers=workers, **where)
-        else:
-            app = app_of(settings)
-            print(f"vaekit serve: {', '.join(app.state.runs)} on http://{host}:{port} (docs at /docs)", file=sys.stderr)
-            uvicorn.run(app, **where)
-
-
-def app_of(settings: dict):
-    if settings["threads"]:
-        torch.set_num_threads(settings["threads"])
-    runs = open_runs(settings["paths"], settings["data_dir"])
-    app = make_app(runs, ServeOptions(max_batch=settings["max_batch"], token=settings["token"]))
-    app.state.runs = runs
-    return app
-
-
-def app_from_environment():
-    """A worker's app (`serve --workers N`), from the settings its parent left in the environment."""
-    return app_of(json.loads(os.environ[ENVIRONMENT]))
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

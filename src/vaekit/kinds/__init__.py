@@ -93,6 +93,7 @@ class Kind:
     # Shared commands the kind does its own way: {command: Kind method (run, options)}, with the
     # shared command's options (e.g. a series' anomaly CSV: time, anomaly_score, flagged, top_columns).
     replaces: dict[str, str] = {}
+    score_draws = 10  # posterior draws per -ELBO anomaly score unless the user says (--num-samples)
     supports = Supports()
     # Config values (dotted keys) a fresh run of this kind starts from; --config and flags win.
     defaults: dict = {}

@@ -212,7 +212,7 @@ def write_scores(out: Path, time_col: str, times: list[str], result: dict) -> No
 def anomaly(run, opts) -> None:
     """One output row per input row, in order: time, anomaly_score in [0, 1] (calibrated on the
     training rows), flagged (at --fpr, default 0.01 of the training rows) and top_columns."""
-    if opts.score != "neg_elbo" or opts.normal_data or opts.num_samples != 10:
+    if opts.score != "neg_elbo" or opts.normal_data or opts.num_samples is not None:
         raise VaekitError("series runs score each row by its newest point's likelihood, calibrated on the training "
                           "rows: --score, --normal-data and --num-samples do not apply")
     fpr = opts.fpr if opts.fpr is not None else 0.01

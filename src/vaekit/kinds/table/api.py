@@ -91,17 +91,21 @@ class TableVAE:
         run = self.trained()
         return run.kind.tensor(as_frame(frame), run.schema, "the DataFrame")
 
-    def column_log_prob(self, frame: pd.DataFrame, num_samples: int = 10) -> pd.DataFrame:
+    def column_log_prob(self, frame: pd.DataFrame, num_samples: int | None = None) -> pd.DataFrame:
         """log p(x_c | z) of every cell, averaged over posterior draws: one column per column."""
         run = self.trained()
+        num_samples = run.kind.score_draws if num_samples is None else num_samples
         x, y = self.fields(frame)
         scores = column_scores(run.vae, x, run.vae.labels_for(y), num_samples)
         return pd.DataFrame(-scores, columns=[c["name"] for c in run.schema["columns"]])
 
-    def score(self, frame: pd.DataFrame, normal: pd.DataFrame | None = None, num_samples: int = 10) -> pd.DataFrame:
-        """Anomaly scores (negative ELBO, nats; higher is odder) and, for each row, the columns
-        that most exceed their median score on normal rows (default: the validation rows)."""
+    def score(self, frame: pd.DataFrame, normal: pd.DataFrame | None = None,
+              num_samples: int | None = None) -> pd.DataFrame:
+        """Anomaly scores (negative ELBO, nats; higher is odder; one posterior draw unless
+        `num_samples` says) and, for each row, the columns that most exceed their median score on
+        normal rows (default: the validation rows)."""
         run = self.trained()
+        num_samples = run.kind.score_draws if num_samples is None else num_samples
         x, y = self.fields(frame)
         if normal is not None:
             normal_x, normal_y = self.fields(normal)

@@ -17,6 +17,8 @@ that had none) encode as token -1; the likelihood gives them a floor probability
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
@@ -24,6 +26,7 @@ from scipy.special import ndtr, ndtri
 from ...errors import VaekitError
 
 NA_TOKENS = ("", "?", "NA", "N/A", "NaN", "nan", "null", "NULL", "#N/A")
+NA_SET = frozenset(NA_TOKENS)
 MAX_SPIKES = 50  # a numeric column with at most this many distinct values is all spikes
 SPIKE_SHARE = 0.01  # otherwise a value is a spike when this share of the rows hold it
 NUM_QUANTILES = 1000
@@ -268,61 +271,86 @@ def encode_records(records: list[dict], schema: dict, allow_unknown: bool = Fals
     `allow_unknown` (it then encodes as unseen, as `encode` does)."""
     names = [c["name"] for c in schema["columns"]]
     wanted = set(names)
-    for i, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise VaekitError(f"input {i} is a {type(record).__name__}, not an object keyed by column")
-        if record.keys() != wanted:
-            extra, absent = sorted(record.keys() - wanted), sorted(wanted - record.keys())
-            raise VaekitError(f"input {i}: unknown column {extra[0]!r}" if extra else
-                              f"input {i} lacks column {absent[0]!r} (null marks a missing cell)")
-    na = set(NA_TOKENS)
+    try:  # every record an object with as many keys as there are columns, each column among them
+        if set(map(type, records)) - {dict} or set(map(len, records)) - {len(names)}:
+            raise KeyError
+        rows = map(itemgetter(*names), records) if len(names) > 1 else ((r[names[0]],) for r in records)
+        columns = list(zip(*rows)) or [()] * len(names)  # one tuple of cells per column
+    except KeyError:  # name the first record that is not so
+        for i, record in enumerate(records):
+            check_record(i, record, wanted)
+        raise
     out = np.zeros((len(records), num_fields(schema)), np.float32)
     pos = 0
-    for col in schema["columns"]:
-        cells = [r[col["name"]] for r in records]
-        missing = np.fromiter((v is None or (v.__class__ is str and v in na) for v in cells), bool, len(cells))
+    for col, cells in zip(schema["columns"], columns):
         if col["type"] == "numeric":
-            values = numbers(cells, missing, col["name"])
+            values, missing = numbers(cells, col["name"])
             token, z = numeric_tokens(values, missing, col)
             out[:, pos] = token
             if has_value(col):
                 out[:, pos + 1] = z
         else:
-            index = {c: k for k, c in enumerate(col["categories"])}
-            codes = np.fromiter((index.get(v if v.__class__ is str else str(v), -1) for v in cells), np.int64, len(cells))
-            unseen = (codes < 0) & ~missing
-            if unseen.any() and not allow_unknown:
-                i = int(np.flatnonzero(unseen)[0])
-                raise VaekitError(f"input {i}: column {col['name']!r} holds {cells[i]!r}, a category the training "
-                                  "rows never hold")
-            out[:, pos] = np.where(missing, missing_token(col), codes)
+            out[:, pos] = category_tokens(cells, col, allow_unknown)
         pos += 1 + has_value(col)
     return out
 
 
-def numbers(cells: list, missing: np.ndarray, name: str) -> np.ndarray:
-    """A numeric column's JSON cells as floats (NaN where missing); a cell that is not a number
-    is refused, naming it."""
-    flag = next((i for i, v in enumerate(cells) if v.__class__ is bool), None)
-    if flag is not None:
-        raise VaekitError(f"input {flag}: column {name!r} holds {cells[flag]!r}, not a number")
+def check_record(i: int, record, wanted: set) -> None:
+    if not isinstance(record, dict):
+        raise VaekitError(f"input {i} is a {type(record).__name__}, not an object keyed by column")
+    if record.keys() != wanted:
+        extra, absent = sorted(record.keys() - wanted), sorted(wanted - record.keys())
+        raise VaekitError(f"input {i}: unknown column {extra[0]!r}" if extra else
+                          f"input {i} lacks column {absent[0]!r} (null marks a missing cell)")
+
+
+def category_tokens(cells, col: dict, allow_unknown: bool) -> np.ndarray:
+    """A categorical column's JSON cells as tokens: the category's index, the missing token for
+    null or an NA spelling, -1 for a category never seen (refused unless `allow_unknown`)."""
+    lookup = {c: k for k, c in enumerate(col["categories"])} | dict.fromkeys((None, *NA_TOKENS), -2)
+    get = lookup.get
     try:
-        values = np.array([None if m else v for v, m in zip(cells, missing)], dtype=np.float64)
-        if values.shape != (len(cells),):  # a cell held a list
-            raise ValueError
-    except (TypeError, ValueError):  # some cell is text: find the first that is not a number
+        codes = np.array([get(v, -1) for v in cells], np.int64)
+    except TypeError:  # an unhashable cell (a list): never a category
+        codes = np.array([get(v, -1) if v.__hash__ else -1 for v in cells], np.int64)
+    for i in np.flatnonzero(codes == -1):  # not found as given: a number names the category it spells
+        v = cells[i]
+        codes[i] = -1 if v.__class__ is str else get(str(v), -1)
+        if codes[i] == -1 and not allow_unknown:
+            raise VaekitError(f"input {i}: column {col['name']!r} holds {v!r}, a category the training "
+                              "rows never hold")
+    return np.where(codes == -2, missing_token(col), codes)
+
+
+def numbers(cells, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A numeric column's JSON cells as floats (NaN where missing) and where they are missing (null
+    or an NA spelling); a cell that is not a number is refused, naming it."""
+    types = set(map(type, cells))
+    if bool in types:
+        flag = next(i for i, v in enumerate(cells) if v.__class__ is bool)
+        raise VaekitError(f"input {flag}: column {name!r} holds {cells[flag]!r}, not a number")
+    values = None
+    if types <= {int, float, type(None)}:  # the usual JSON column: one conversion, null -> NaN
+        try:
+            values = np.array(cells, dtype=np.float64)
+        except OverflowError:  # an integer too large for a float: named below
+            pass
+    if values is not None:
+        missing = np.array([v is None for v in cells], bool) if type(None) in types else np.zeros(len(cells), bool)
+    else:  # text cells: NA spellings are missing, the rest must read as numbers
+        missing = np.array([v is None or (v.__class__ is str and v in NA_SET) for v in cells], bool)
         values = np.full(len(cells), np.nan)
         for i, v in enumerate(cells):
             if not missing[i]:
                 try:
                     values[i] = float(v)
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):
                     raise VaekitError(f"input {i}: column {name!r} holds {v!r}, not a number") from None
     bad = ~missing & ~np.isfinite(values)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise VaekitError(f"input {i}: column {name!r} holds {cells[i]!r}, not a number")
-    return values
+    return values, missing
 
 
 def decode(fields: np.ndarray, schema: dict) -> pd.DataFrame:

@@ -13,7 +13,6 @@ from ...config import DataConfig
 from ...data import Splits, split_indices
 from ...errors import VaekitError
 from . import columns as cols
-from .model import Layout
 from ...tabular import read_table, write_csv
 from .sampling import target_index
 
@@ -70,7 +69,8 @@ def with_target(fields: torch.Tensor, schema: dict, cell, source: str):
     c = target_index(schema)
     if c is None:
         return fields, None
-    y = fields[:, Layout(schema).token_field[c]].long()
+    field = sum(1 + cols.has_value(col) for col in schema["columns"][:c])  # the target's token field
+    y = fields[:, field].long()
     if (y < 0).any():
         name = schema["columns"][c]["name"]
         value = cell(name, int((y < 0).nonzero()[0, 0]))
