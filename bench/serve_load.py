@@ -3,8 +3,9 @@
 Scores single Adult rows from 32 concurrent clients against the plain per-request server (the
 same app with --max-batch 1: the model called once per request) and the batching server (both on
 one torch thread), timed in the same run; the server's RSS at the start and end of 100,000
-requests; 1,000-row requests (model on two threads); and a `kill -9` under load, after which the
-run directory must be byte-identical.
+requests; 1,000-row requests (the server as `vaekit serve RUN` starts it, whose worker processes
+answer large bodies, and one process with --workers 1); and a `kill -9` under load, after which
+the run directory must be byte-identical and the workers gone.
 
     python bench/serve_load.py --data-dir ../shared/data [--seconds 60] [--run RUN]
 
@@ -21,7 +22,6 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,10 +43,11 @@ def free_port() -> int:
 class Server:
     """`vaekit serve RUN` in a child process, one torch thread, until stopped."""
 
-    def __init__(self, run: Path, max_batch: int, data_dir: str, threads: int = 1, workers: int = 1):
+    def __init__(self, run: Path, max_batch: int, data_dir: str, threads: int | None = 1, workers: int | None = 1):
         self.port = free_port()
+        extra = (["--threads", str(threads)] if threads else []) + (["--workers", str(workers)] if workers else [])
         self.proc = subprocess.Popen([VAEKIT, "serve", str(run), "--port", str(self.port), "--max-batch", str(max_batch),
-                                      "--threads", str(threads), "--workers", str(workers), "--data-dir", data_dir],
+                                      *extra, "--data-dir", data_dir],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -158,26 +159,33 @@ def main() -> None:
             print("RSS", json.dumps(out["rss"]), flush=True)
         server.stop()
 
-    # 1,000-row requests from 4 clients, the model on both cores (--threads 2): the CLI's default
-    # 10 posterior draws per score, and 1 draw (a request option)
-    # ... and two server processes of one thread each (--workers 2)
-    for how, threads, workers in (("", 2, 1), ("_2_workers", 1, 2)):
+    # 1,000-row requests from 4 clients: the server as started with no options (worker processes,
+    # one per core, answer large bodies), at a table's default one posterior draw and at 10; then
+    # one process (--workers 1) with the model on both cores
+    for how, threads, workers in (("", None, None), ("_one_process", None, 1)):
         server = Server(run, 4096, args.data_dir, threads=threads, workers=workers)
-        for samples in (10, 1):
-            body = request_bytes(f"/v1/{run.name}/score", {"inputs": records, "num_samples": samples})
-            load(server.port, body, 4, 3)
+        for samples in (None, 10):
+            body = request_bytes(f"/v1/{run.name}/score", {"inputs": records} | ({"num_samples": samples} if samples else {}))
+            load(server.port, body, 4, 10)  # warm-up: the workers start on the first large request
             big = load(server.port, body, 4, min(args.seconds, 30))
             big["rows_per_s"] = big["requests_per_s"] * len(records)
-            out[f"thousand_row_requests_{samples}_draws{how}"] = big
-            print(f"1000-row requests, {samples} draws{how}", json.dumps(big), flush=True)
+            name = f"thousand_row_requests_{'default_draws' if samples is None else f'{samples}_draws'}{how}"
+            out[name] = big
+            print(name, json.dumps(big), flush=True)
         server.stop()
 
-    server = Server(run, 4096, args.data_dir)  # kill -9 under load
+    server = Server(run, 4096, args.data_dir, workers=None)  # kill -9 under load, workers up
+    load(server.port, body, 4, 10)
+    workers = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split()
     killer = subprocess.Popen([sys.executable, "-c", f"import time, os; time.sleep(3); os.kill({server.proc.pid}, 9)"])
-    under = load(server.port, one, args.clients, 6)
+    under = load(server.port, body, 4, 6)
     killer.wait()
     server.proc.wait(30)
-    out["kill_9"] = {"requests_before_kill": under["requests"], "run_dir_identical": tree_hash(run) == before}
+    time.sleep(3)  # a worker checks every 0.5 s that its server is still there
+    left = [pid for pid in workers if Path(f"/proc/{pid}").exists() and "Z" not in
+            Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:1]]
+    out["kill_9"] = {"requests_before_kill": under["requests"], "run_dir_identical": tree_hash(run) == before,
+                     "worker_processes": len(workers), "left_running": len(left)}
     print("kill -9", json.dumps(out["kill_9"]), flush=True)
 
     plain, batched = out["single_rows_plain"], out["single_rows_batched"]
@@ -186,10 +194,11 @@ def main() -> None:
     print(json.dumps(out))
     print(f"\nsingle rows, {args.clients} clients: {batched['requests_per_s']:.0f} req/s batched vs "
           f"{plain['requests_per_s']:.0f} plain ({out['throughput_ratio']:.1f}x), p99 {batched['p99_ms']:.1f} ms vs "
-          f"{plain['p99_ms']:.1f} ms; 1,000-row requests: {out['thousand_row_requests_10_draws']['rows_per_s']:.0f} "
-          f"rows/s (10 draws), {out['thousand_row_requests_1_draws']['rows_per_s']:.0f} (1 draw); with 2 workers "
-          f"{out['thousand_row_requests_10_draws_2_workers']['rows_per_s']:.0f} and "
-          f"{out['thousand_row_requests_1_draws_2_workers']['rows_per_s']:.0f}; "
+          f"{plain['p99_ms']:.1f} ms; 1,000-row requests: "
+          f"{out['thousand_row_requests_default_draws']['rows_per_s']:.0f} rows/s (default server, one draw), "
+          f"{out['thousand_row_requests_10_draws']['rows_per_s']:.0f} (10 draws); one process "
+          f"{out['thousand_row_requests_default_draws_one_process']['rows_per_s']:.0f} and "
+          f"{out['thousand_row_requests_10_draws_one_process']['rows_per_s']:.0f}; "
           f"RSS {out['rss']['start_mb']:.0f} -> {out['rss']['end_mb']:.0f} MB over {out['rss']['requests']} requests; "
           f"run directory identical after kill -9: {out['kill_9']['run_dir_identical']}")
 

@@ -46,8 +46,8 @@ class EvaluateOptions:
 
 class TableKind(Kind):
     name = "table"
-    # One draw per score: on Adult rows with a corrupted column, 10 draws raised AUROC by 0.003-0.014
-    # for 10x the decoding (docs/serve.md); a service scoring rows wants the single pass.
+    # One draw per score: on Adult rows with a corrupted column 10 draws raised AUROC by 0.001-0.014
+    # for 10x the decoding (bench/table_score_draws.py); a service scoring rows wants the one pass.
     score_draws = 1
     Options = Options
     command_options = {"sample": SampleOptions, "evaluate": EvaluateOptions}
