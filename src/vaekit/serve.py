@@ -17,6 +17,7 @@ request gets a 4xx and `{"error": "one line"}`; the run directory is only read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import os
@@ -437,6 +438,10 @@ class Workers:
         for f in started:
             f.add_done_callback(ready)
 
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
     async def answer(self, name: str, command: str, raw: bytes) -> tuple[int, bytes] | None:
         """(status, JSON body) from a worker; None if the workers are gone (this process answers)."""
         from concurrent.futures.process import BrokenProcessPool
@@ -460,6 +465,27 @@ def worker_start(state: dict) -> None:
         if normal is not None:
             served.normal = tuple(None if a is None else torch.from_numpy(a) for a in normal)
         WORKER_RUNS[name] = served
+    fastest_products(WORKER_RUNS)
+
+
+def fastest_products(runs: dict[str, Served]) -> None:
+    """Dense products by oneDNN or torch.mm, whichever scores faster on this machine (which wins
+    depends on the CPU, calibrate.py; torch.mm was 7% faster here, oneDNN 2x on an AVX-512 one),
+    timed on up to 1,000 validation inputs of the first run scored in batches."""
+    from . import calibrate
+    from .nets import ONEDNN_X86, set_onednn
+
+    served = next((s for s in runs.values() if s.normal is not None and "anomaly" not in s.kind.replaces
+                   and anomaly.batchable(s.model.vae)), None)
+    if not ONEDNN_X86 or served is None:
+        return
+    vae, (x, y) = served.model.vae, served.normal
+    x, y = x[:1000], None if y is None else y[:1000]
+    eps = anomaly.draws(0, len(x), vae.latent_dim, served.kind.score_draws)
+    step = lambda batch, precision: anomaly.score_with(vae, x, eps, y)  # noqa: E731
+    ms = calibrate.measure(lambda: step, [None] * calibrate.STEPS_PER_ROUND,
+                           {"oneDNN": ("fp32", True), "torch.mm": ("fp32", False)})
+    set_onednn(ms["oneDNN"] <= ms["torch.mm"])
 
 
 def leave_with(parent: int) -> None:
@@ -514,7 +540,13 @@ def make_app(runs: dict[str, Served], options: ServeOptions):
 
     executor = ThreadPoolExecutor(1, thread_name_prefix="vaekit-model")  # one model thread: torch in order
     pool = Workers(runs, options.workers)
-    app = FastAPI(title="vaekit", version=__import__("vaekit").__version__,
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        pool.close()
+
+    app = FastAPI(title="vaekit", version=__import__("vaekit").__version__, lifespan=lifespan,
                   description="Trained VAEs: sample, score, encode, decode, reconstruct, and each kind's commands.")
     body_doc = {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}}
 
@@ -709,6 +741,7 @@ def serve(paths: list[str], host: str = "127.0.0.1", port: int = 8000, token_fil
     if threads:
         torch.set_num_threads(threads)
     runs = open_runs(paths, data_dir)
+    fastest_products(runs)
     workers = len(os.sched_getaffinity(0)) if workers is None else workers
     app = make_app(runs, ServeOptions(max_batch=max_batch, token=token, workers=workers))
     print(f"vaekit serve: {', '.join(runs)} on http://{host}:{port} (docs at /docs)", file=sys.stderr)
