@@ -267,7 +267,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                                                                "as one batch, at most (default 4096; 1: no batching)")
     p.add_argument("--threads", type=int, help="torch threads of the model (default: torch's)")
     p.add_argument("--workers", type=int, help="processes that answer large score/encode requests, each with its "
-                                            "own copy of the models (default: one per core; 1: none)")
+                                            "own copy of the models (default: one per core, at most 4; 1: none)")
     p.add_argument("--data-dir", help="where the runs' data lives (for scores' thresholds and the explorer)")
     p.set_defaults(func=cmd_serve)
 

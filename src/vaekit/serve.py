@@ -44,6 +44,7 @@ MAX_BODY = 64 << 20  # bytes of one request body
 MAX_INPUTS = 100_000  # records in one request
 MAX_NUM = 10_000  # examples one sample request may ask for
 MAX_Z = 10_000  # latent codes one decode request may give
+MAX_WORKERS = 4  # the default's cap: each worker holds its own copy of torch and the runs (~360 MB)
 LARGE = 32 << 10  # bytes of a score or encode body that a worker process answers, where there are workers
 SHARED = ("sample", "encode", "decode", "reconstruct", "interpolate", "score")
 
@@ -720,7 +721,7 @@ def serve(paths: list[str], host: str = "127.0.0.1", port: int = 8000, token_fil
           max_batch: int = 4096, threads: int | None = None, data_dir: str | None = None,
           workers: int | None = None) -> None:
     """Serve the runs until interrupted; large score and encode requests go to `workers` processes
-    (default: one per core where there are several)."""
+    (default: one per core where there are several, at most MAX_WORKERS)."""
     import uvicorn
 
     token = None
@@ -742,7 +743,7 @@ def serve(paths: list[str], host: str = "127.0.0.1", port: int = 8000, token_fil
         torch.set_num_threads(threads)
     runs = open_runs(paths, data_dir)
     fastest_products(runs)
-    workers = len(os.sched_getaffinity(0)) if workers is None else workers
+    workers = min(len(os.sched_getaffinity(0)), MAX_WORKERS) if workers is None else workers
     app = make_app(runs, ServeOptions(max_batch=max_batch, token=token, workers=workers))
     print(f"vaekit serve: {', '.join(runs)} on http://{host}:{port} (docs at /docs)", file=sys.stderr)
     with warnings.catch_warnings():
