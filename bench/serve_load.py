@@ -114,6 +114,14 @@ def load(port: int, request: bytes, clients: int, seconds: float, max_requests: 
             "p99_ms": 1000 * lat[int(len(lat) * 0.99)] if lat else None, "seconds": wall}
 
 
+def running(pid: str) -> bool:
+    """Is the process alive (not gone, not a zombie)?"""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def tree_hash(path: Path) -> str:
     h = hashlib.sha256()
     for f in sorted(path.rglob("*")):
@@ -182,8 +190,7 @@ def main() -> None:
     killer.wait()
     server.proc.wait(30)
     time.sleep(3)  # a worker checks every 0.5 s that its server is still there
-    left = [pid for pid in workers if Path(f"/proc/{pid}").exists() and "Z" not in
-            Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:1]]
+    left = [pid for pid in workers if running(pid)]
     out["kill_9"] = {"requests_before_kill": under["requests"], "run_dir_identical": tree_hash(run) == before,
                      "worker_processes": len(workers), "left_running": len(left)}
     print("kill -9", json.dumps(out["kill_9"]), flush=True)

@@ -148,7 +148,7 @@ class Model:
         """Anomaly scores (N,): -ELBO in nats (or reconstruction error), higher is odder; averaged
         over `num_samples` posterior draws (default: the kind's, as `vaekit anomaly`)."""
         x, y = self.tensors(data)
-        num_samples = self.run.kind.score_draws if num_samples is None else num_samples
+        num_samples = self.run.kind.score_samples(num_samples)
         return anomaly.score(self.vae, x, how, num_samples=num_samples, seed=seed, y=self.vae.labels_for(y))
 
     def evaluate(self, data=None, iw_samples: int = 100, seed: int = 0, max_examples: int | None = None) -> dict:

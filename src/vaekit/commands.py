@@ -168,8 +168,7 @@ def anomaly_scores(run, opts) -> dict:
     from .plotting import save_histogram
 
     vae = run.vae
-    if opts.num_samples is None:
-        opts.num_samples = run.kind.score_draws
+    opts.num_samples = run.kind.score_samples(opts.num_samples)  # explain() takes the same number
     if opts.num_samples < 1:
         raise VaekitError(f"--num-samples must be at least 1, got {opts.num_samples}")
     x, y, ids = run.inputs_with_ids(opts.data, opts.data_dir)

@@ -64,8 +64,6 @@ class Job:
     inputs: list
     options: dict
     future: asyncio.Future | None = None
-    x: torch.Tensor | None = None  # the inputs read (a large request's, before it joins a batch)
-    y: torch.Tensor | None = None
 
 
 @dataclass(eq=False)  # hashed by identity: its thresholds are cached
@@ -84,6 +82,11 @@ class Served:
     @property
     def kind(self):
         return self.model.run.kind
+
+    @property
+    def scores_own_way(self) -> bool:
+        """Does the kind score its own way (a stream's rows), unbatched and in this process?"""
+        return "anomaly" in self.kind.replaces
 
     def commands(self) -> list[str]:
         kind = self.kind
@@ -151,26 +154,18 @@ class Served:
 
 
 def tensors(served: Served, jobs: list[Job]):
-    """(x, y) of the jobs' records taken together, in order; records not yet read are read here,
-    all at once where the kind reads a batch of records faster than one by one."""
-    todo = [j for j in jobs if j.x is None]
-    if served.kind.records_batch and len(todo) > 1:
-        read(served, todo)
+    """(x, y) of the jobs' records taken together, in order."""
+    kind, run = served.kind, served.model.run
+    allow = jobs[0].options.get("unknown") == "allow"
+    if kind.records_batch:
+        x, y = kind.records_tensors(run, [r for j in jobs for r in j.inputs], allow)
     else:
-        for job in todo:
-            read(served, [job])
-    x = torch.cat([j.x for j in jobs])
-    return x, None if jobs[0].y is None else torch.cat([j.y for j in jobs])
-
-
-def read(served: Served, jobs: list[Job]) -> None:
-    """The jobs' records as tensors, read in one call and kept on each job (job.x, job.y)."""
-    run = served.model.run
-    x, y = served.kind.records_tensors(run, [r for j in jobs for r in j.inputs], jobs[0].options.get("unknown") == "allow")
+        parts = [kind.records_tensors(run, j.inputs, allow) for j in jobs]
+        x = torch.cat([p[0] for p in parts])
+        y = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
     if len(x) != sum(len(j.inputs) for j in jobs):
         raise VaekitError(f"{sum(len(j.inputs) for j in jobs) - len(x)} input(s) could not be read")
-    for job, xj, yj in zip(jobs, split(x, jobs), split(y, jobs) if y is not None else [None] * len(jobs)):
-        job.x, job.y = xj, yj
+    return x, y
 
 
 def split(values, jobs: list[Job]) -> list:
@@ -223,6 +218,7 @@ def encode_jobs(served: Served, jobs: list[Job]) -> list[dict]:
 
 
 BATCHED = {"score": score_jobs, "encode": encode_jobs}
+# Each batched command's options and defaults; a score's num_samples defaults to its run's kind's score_draws.
 BATCH_OPTIONS = {"score": {"num_samples": 10, "seed": 0, "fpr": 0.05, "unknown": "refuse"},
                  "encode": {"logvar": False, "unknown": "refuse"}}
 
@@ -416,7 +412,7 @@ class Workers:
         self.up = False
 
     def takes(self, served: Served, command: str) -> bool:
-        if self.count < 2 or not served.supports(command) or (command == "score" and "anomaly" in served.kind.replaces):
+        if self.count < 2 or not served.supports(command) or (command == "score" and served.scores_own_way):
             return False
         if self.pool is None:
             self.start()
@@ -476,7 +472,7 @@ def fastest_products(runs: dict[str, Served]) -> None:
     from . import calibrate
     from .nets import ONEDNN_X86, set_onednn
 
-    served = next((s for s in runs.values() if s.normal is not None and "anomaly" not in s.kind.replaces
+    served = next((s for s in runs.values() if s.normal is not None and not s.scores_own_way
                    and anomaly.batchable(s.model.vae)), None)
     if not ONEDNN_X86 or served is None:
         return
@@ -596,7 +592,7 @@ def make_app(runs: dict[str, Served], options: ServeOptions):
                     served.by_workers += 1
                     return Response(answered[1], status_code=answered[0], media_type="application/json")
             body = parse_body(raw)
-            if command == "score" and "anomaly" in served.kind.replaces and served.supports("score"):
+            if command == "score" and served.scores_own_way and served.supports("score"):
                 handler = own_score  # a kind that scores its own way (a stream's rows): unbatched
             elif command in BATCHED:
                 if not served.supports(command):

@@ -196,6 +196,10 @@ class Kind:
         """Figures of this kind beyond `figures` (the ELBO, NLL and latent diagnostics of x)."""
         return {}
 
+    def score_samples(self, num_samples: int | None) -> int:
+        """Posterior draws per anomaly score: the user's number, else this kind's default."""
+        return self.score_draws if num_samples is None else num_samples
+
     def anomalies(self, run, y, opts) -> tuple[list | None, np.ndarray | None]:
         """(the anomaly classes, which inputs are anomalies) where the kind knows, for AUROC."""
         return None, None

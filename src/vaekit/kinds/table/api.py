@@ -94,7 +94,7 @@ class TableVAE:
     def column_log_prob(self, frame: pd.DataFrame, num_samples: int | None = None) -> pd.DataFrame:
         """log p(x_c | z) of every cell, averaged over posterior draws: one column per column."""
         run = self.trained()
-        num_samples = run.kind.score_draws if num_samples is None else num_samples
+        num_samples = run.kind.score_samples(num_samples)
         x, y = self.fields(frame)
         scores = column_scores(run.vae, x, run.vae.labels_for(y), num_samples)
         return pd.DataFrame(-scores, columns=[c["name"] for c in run.schema["columns"]])
@@ -105,7 +105,7 @@ class TableVAE:
         `num_samples` says) and, for each row, the columns that most exceed their median score on
         normal rows (default: the validation rows)."""
         run = self.trained()
-        num_samples = run.kind.score_draws if num_samples is None else num_samples
+        num_samples = run.kind.score_samples(num_samples)
         x, y = self.fields(frame)
         if normal is not None:
             normal_x, normal_y = self.fields(normal)

@@ -69,8 +69,7 @@ def with_target(fields: torch.Tensor, schema: dict, cell, source: str):
     c = target_index(schema)
     if c is None:
         return fields, None
-    field = sum(1 + cols.has_value(col) for col in schema["columns"][:c])  # the target's token field
-    y = fields[:, field].long()
+    y = fields[:, cols.num_fields({"columns": schema["columns"][:c]})].long()  # after the columns before it
     if (y < 0).any():
         name = schema["columns"][c]["name"]
         value = cell(name, int((y < 0).nonzero()[0, 0]))
