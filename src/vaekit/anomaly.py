@@ -135,7 +135,8 @@ def ranked(excess: np.ndarray, names: list[str], k: int = 3) -> list[str]:
     picked = np.where(np.take_along_axis(excess, order, 1) > 0, order + 1, 0)  # (N, k), 0: none
     key = picked @ (len(names) + 1) ** np.arange(picked.shape[1], dtype=np.int64)  # one number per ranking
     _, first, which = np.unique(key, return_index=True, return_inverse=True)  # few distinct: join each once
-    text = np.array([";".join(names[i - 1] for i in picked[f] if i) for f in first.tolist()], dtype=object)
+    labels = ["", *names]  # picked's 0 names nothing
+    text = np.array([";".join([labels[i] for i in row if i]) for row in picked[first].tolist()], dtype=object)
     return text[which.reshape(-1)].tolist()
 
 
