@@ -17,6 +17,7 @@ that had none) encode as token -1; the likelihood gives them a floor probability
 
 from __future__ import annotations
 
+from itertools import repeat
 from operator import itemgetter
 
 import numpy as np
@@ -310,7 +311,7 @@ def category_tokens(cells, col: dict, allow_unknown: bool) -> np.ndarray:
     lookup = {c: k for k, c in enumerate(col["categories"])} | dict.fromkeys((None, *NA_TOKENS), -2)
     get = lookup.get
     try:
-        codes = np.array([get(v, -1) for v in cells], np.int64)
+        codes = np.fromiter(map(get, cells, repeat(-1, len(cells))), np.int64, len(cells))
     except TypeError:  # an unhashable cell (a list): never a category
         codes = np.array([get(v, -1) if v.__hash__ else -1 for v in cells], np.int64)
     for i in np.flatnonzero(codes == -1):  # not found as given: a number names the category it spells
