@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException
 from . import anomaly, api, explore
 from .errors import VaekitError
 from .kinds import Kind
+from .nets import ONEDNN_X86, set_onednn
 
 MAX_BODY = 64 << 20  # bytes of one request body
 MAX_INPUTS = 100_000  # records in one request
@@ -406,8 +407,8 @@ class Workers:
     few seconds) large requests are answered in this process. An answer is the same either way:
     the same code, the request's own posterior noise."""
 
-    def __init__(self, runs: dict[str, Served], count: int):
-        self.runs, self.count = runs, count
+    def __init__(self, runs: dict[str, Served], count: int, onednn: bool | None = None):
+        self.runs, self.count, self.onednn = runs, count, onednn
         self.pool = None
         self.up = False
 
@@ -425,7 +426,7 @@ class Workers:
         state = {name: (str(s.model.run.run_dir), None if s.normal is None else
                         tuple(None if t is None else t.numpy() for t in s.normal)) for name, s in self.runs.items()}
         self.pool = ProcessPoolExecutor(self.count, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=worker_start, initargs=(state,))
+                                        initializer=worker_start, initargs=(state, self.onednn))
         started = [self.pool.submit(os.getpid) for _ in range(self.count)]
 
         def ready(_):
@@ -454,35 +455,45 @@ class Workers:
 WORKER_RUNS: dict[str, Served] = {}  # a worker process's runs
 
 
-def worker_start(state: dict) -> None:
+def worker_start(state: dict, onednn: bool | None) -> None:
+    """A worker's runs, one torch thread, and the products the server timed for one thread (a
+    worker timing its own, beside its busy siblings, sometimes picked the slower)."""
     torch.set_num_threads(1)  # one core per worker
     threading.Thread(target=leave_with, args=(os.getppid(),), daemon=True).start()
+    if onednn is not None:
+        set_onednn(onednn)
     for name, (path, normal) in state.items():
         served = Served(name, api.open(path))
         if normal is not None:
             served.normal = tuple(None if a is None else torch.from_numpy(a) for a in normal)
         WORKER_RUNS[name] = served
-    fastest_products(WORKER_RUNS)
 
 
-def fastest_products(runs: dict[str, Served]) -> None:
-    """Dense products by oneDNN or torch.mm, whichever scores faster on this machine (which wins
-    depends on the CPU, calibrate.py; torch.mm was 7% faster here, oneDNN 2x on an AVX-512 one),
-    timed on up to 1,000 validation inputs of the first run scored in batches."""
+def fastest_products(runs: dict[str, Served], threads: int | None = None) -> bool | None:
+    """oneDNN (True) or torch.mm (False) for dense products, whichever scores faster on this
+    machine at `threads` torch threads (default: as set); which wins depends on the CPU
+    (calibrate.py; torch.mm was 7-10% faster here, oneDNN 2x on an AVX-512 one). Timed on up to
+    1,000 validation inputs of the first run scored in batches; None where there is nothing to
+    time or no oneDNN."""
     from . import calibrate
-    from .nets import ONEDNN_X86, set_onednn
 
     served = next((s for s in runs.values() if s.normal is not None and not s.scores_own_way
                    and anomaly.batchable(s.model.vae)), None)
     if not ONEDNN_X86 or served is None:
-        return
+        return None
     vae, (x, y) = served.model.vae, served.normal
     x, y = x[:1000], None if y is None else y[:1000]
     eps = anomaly.draws(0, len(x), vae.latent_dim, served.kind.score_draws)
     step = lambda batch, precision: anomaly.score_with(vae, x, eps, y)  # noqa: E731
-    ms = calibrate.measure(lambda: step, [None] * calibrate.STEPS_PER_ROUND,
-                           {"oneDNN": ("fp32", True), "torch.mm": ("fp32", False)})
-    set_onednn(ms["oneDNN"] <= ms["torch.mm"])
+    before, previous = torch.get_num_threads(), set_onednn(True)
+    torch.set_num_threads(threads or before)
+    try:
+        ms = calibrate.measure(lambda: step, [None] * calibrate.STEPS_PER_ROUND,
+                               {"oneDNN": ("fp32", True), "torch.mm": ("fp32", False)})
+    finally:
+        torch.set_num_threads(before)
+        set_onednn(previous)
+    return ms["oneDNN"] <= ms["torch.mm"]
 
 
 def leave_with(parent: int) -> None:
@@ -516,6 +527,7 @@ class ServeOptions:
     token: str | None = None
     max_body: int = MAX_BODY
     workers: int = 1  # processes answering large score / encode requests (1: all in this process)
+    worker_onednn: bool | None = None  # the workers' products (fastest_products at one thread; None: as set)
 
 
 def open_runs(paths: list[str], data_dir: str | None = None, prepare: bool = True) -> dict[str, Served]:
@@ -536,7 +548,7 @@ def make_app(runs: dict[str, Served], options: ServeOptions):
     from .explorer import page
 
     executor = ThreadPoolExecutor(1, thread_name_prefix="vaekit-model")  # one model thread: torch in order
-    pool = Workers(runs, options.workers)
+    pool = Workers(runs, options.workers, options.worker_onednn)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -754,9 +766,12 @@ def serve(paths: list[str], host: str = "127.0.0.1", port: int = 8000, token_fil
     if threads:
         torch.set_num_threads(threads)
     runs = open_runs(paths, data_dir)
-    fastest_products(runs)
+    onednn = fastest_products(runs)
+    if onednn is not None:
+        set_onednn(onednn)
     workers = min(len(os.sched_getaffinity(0)), MAX_WORKERS) if workers is None else workers
-    app = make_app(runs, ServeOptions(max_batch=max_batch, token=token, workers=workers))
+    worker_onednn = fastest_products(runs, threads=1) if workers > 1 else None
+    app = make_app(runs, ServeOptions(max_batch=max_batch, token=token, workers=workers, worker_onednn=worker_onednn))
     print(f"vaekit serve: {', '.join(runs)} on http://{host}:{port} (docs at /docs)", file=sys.stderr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
