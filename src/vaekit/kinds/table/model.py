@@ -57,6 +57,11 @@ class Layout:
         self.num_params = param + 2 * len(self.value_cols)
         self.pad_mask = torch.cat(mask + [torch.zeros(2 * len(self.value_cols))])  # (P,): 0 or PAD
         self.cont_tokens = torch.tensor([self.cont[c] for c in self.value_cols], dtype=torch.long)
+        # Index tensors made once (a score's pass uses each; lists index slower)
+        self.token_index = torch.tensor(self.token_field)
+        self.value_index = torch.tensor(self.value_cols, dtype=torch.long)
+        self.value_field_index = torch.tensor(self.value_fields, dtype=torch.long)
+        self.group_order = torch.argsort(torch.cat([g.cols for g in self.groups]))  # groups' columns -> columns
         self.onehot_offsets = torch.tensor([0] + self.tokens[:-1]).cumsum(0)  # (C,)
         self.num_onehot = sum(self.tokens)
         self.floor = -math.log(schema.get("num_rows", 1) + 1)  # log-probability of an unseen token
@@ -173,21 +178,19 @@ class Columns(Distribution):
 
     def column_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x_c|z) of each column: (..., C), x of shape (..., F) broadcasting with the batch."""
-        lay = self.layout
-        dev = self.params.device
+        lay, dev = self.layout, self.params.device
         batch = self.params.shape[:-1]
-        tokens = x[..., lay.token_field].long().expand(*batch, len(lay.tokens))  # (..., C)
-        parts = torch.empty(*batch, len(lay.tokens), device=dev, dtype=self.params.dtype)
+        tokens = x.index_select(-1, lay.token_index.to(dev)).long().expand(*batch, len(lay.tokens))  # (..., C)
+        picked = []  # each group's columns' log-probabilities, groups side by side
         for group in lay.groups:
-            cols = group.cols.to(dev)
-            logp = F.log_softmax(self.group_logits(group), dim=-1)  # (..., n, width)
-            t = tokens.index_select(-1, cols).clamp(min=0).unsqueeze(-1)
-            parts[..., cols] = logp.gather(-1, t).squeeze(-1)
-        lp = torch.where(tokens >= 0, parts, lay.floor)
+            t = tokens.index_select(-1, group.cols.to(dev)).clamp(min=0).unsqueeze(-1)
+            picked.append(F.log_softmax(self.group_logits(group), dim=-1).gather(-1, t).squeeze(-1))
+        lp = torch.cat(picked, -1).index_select(-1, lay.group_order.to(dev))  # back in column order
+        lp = torch.where(tokens >= 0, lp, lay.floor)
         if lay.value_cols:
-            cols = torch.tensor(lay.value_cols, device=dev)
+            cols = lay.value_index.to(dev)
             mean, log_scale = self.gaussians()
-            v = x[..., lay.value_fields]
+            v = x.index_select(-1, lay.value_field_index.to(dev))
             gauss = -0.5 * ((v - mean) * torch.exp(-log_scale)) ** 2 - log_scale - 0.5 * math.log(2 * math.pi)
             cont = tokens.index_select(-1, cols) == lay.cont_tokens.to(dev)
             lp = lp.index_add(-1, cols, torch.where(cont, gauss, 0.0))
