@@ -195,6 +195,21 @@ def test_the_token_guards_every_endpoint_but_health(digits_run):
         assert ok.status_code == 200 and c.get("/?token=s3cret").status_code == 200
 
 
+def test_a_bug_is_one_line_500_and_the_docs_still_list_the_commands(digits_run, monkeypatch):
+    from vaekit import serve
+
+    def broken(served, body):
+        raise RuntimeError("a bug\non two lines")
+
+    with TestClient(make_app(open_runs([digits_run], prepare=False), ServeOptions())) as c:
+        assert "/v1/{name}/{command}" in c.get("/openapi.json").json()["paths"]  # past Front, FastAPI's docs
+        monkeypatch.setitem(serve.SINGLE, "sample", broken)
+        r = c.post("/v1/digits/sample", json={"num": 1})
+        assert r.status_code == 500 and r.json() == {"error": "internal error: RuntimeError: a bug on two lines"}
+        monkeypatch.undo()
+        assert len(c.post("/v1/digits/sample", json={"num": 2}).json()["samples"]) == 2
+
+
 def tree_hash(path: Path) -> str:
     h = hashlib.sha256()
     for f in sorted(path.rglob("*")):
