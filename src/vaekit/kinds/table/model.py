@@ -99,8 +99,8 @@ class TableEncoder(nn.Module):
     def __init__(self, layout: Layout, out_dim: int, hidden: list[int], activation: str, cond_dim: int = 0):
         super().__init__()
         self.layout = layout
-        self.register_buffer("token_fields", torch.tensor(layout.token_field), persistent=False)
-        self.register_buffer("value_fields", torch.tensor(layout.value_fields, dtype=torch.long), persistent=False)
+        self.register_buffer("token_fields", layout.token_index, persistent=False)
+        self.register_buffer("value_fields", layout.value_field_index, persistent=False)
         self.register_buffer("offsets", layout.onehot_offsets, persistent=False)
         self.net = mlp([layout.num_onehot + len(layout.value_fields) + cond_dim, *hidden, out_dim], activation)
 
