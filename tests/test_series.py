@@ -75,6 +75,13 @@ def test_detect_is_deterministic_and_never_looks_ahead(taxi, tmp_path):
     pd.read_csv(taxi, dtype=str).head(600).to_csv(tmp_path / "half.csv", index=False)
     assert main(["detect", "--data", str(tmp_path / "half.csv"), *args, "--out", str(tmp_path / "h.csv")]) == 0
     assert scores(tmp_path / "h.csv").equals(a.head(600))  # the first half alone scores the same
+    # The same with the squared error averaged over the last 4 rows, across refits.
+    smooth = [*args, "--score", "recon_error", "--smooth", "4"]
+    assert main(["detect", "--data", str(tmp_path / "half.csv"), *smooth, "--out", str(tmp_path / "s.csv")]) == 0
+    pd.read_csv(taxi, dtype=str).head(450).to_csv(tmp_path / "part.csv", index=False)
+    assert main(["detect", "--data", str(tmp_path / "part.csv"), *smooth, "--out", str(tmp_path / "p.csv")]) == 0
+    s, part = scores(tmp_path / "s.csv"), scores(tmp_path / "p.csv")
+    assert part.equals(s.head(450)) and not s["anomaly_score"].equals(a["anomaly_score"].head(600))
 
 
 def test_several_channels_name_the_culprits_and_labels_give_figures(valve, tmp_path, capsys):
@@ -94,6 +101,42 @@ def test_several_channels_name_the_culprits_and_labels_give_figures(valve, tmp_p
     assert {"f1", "far", "mar", "auroc", "average_precision"} <= figures.keys()
     assert 0.5 < figures["auroc"] <= 1 and 0 <= figures["far"] <= 100 and 0 <= figures["mar"] <= 100
     assert figures["tp"] + figures["fn"] == int(pd.read_csv(valve, sep=";")["anomaly"].sum())
+    # The squared error, averaged over the last 5 rows: calibrated on the training rows, causal.
+    smooth = ["--score", "recon_error", "--smooth", "5"]
+    assert main(["anomaly", str(run), "--data", str(valve), "--out", str(tmp_path / "e.csv"), *smooth]) == 0
+    error = scores(tmp_path / "e.csv")
+    assert error["anomaly_score"].between(0, 1).all() and not error["anomaly_score"].equals(rows["anomaly_score"])
+    assert error["flagged"][:400].mean() < 0.05
+    pd.read_csv(valve, sep=";").head(300).to_csv(tmp_path / "head.csv", sep=";", index=False)
+    assert main(["anomaly", str(run), "--data", str(tmp_path / "head.csv"), "--out", str(tmp_path / "h.csv"), *smooth]) == 0
+    assert np.allclose(scores(tmp_path / "h.csv")["anomaly_score"], error["anomaly_score"][:300], atol=1e-9)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data", str(valve), "--label-col", "anomaly", "--json", "--iw-samples", "0",
+                 "--quiet", *smooth]) == 0
+    assert figures != (smoothed := json.loads(capsys.readouterr().out))
+    assert smoothed["tp"] + smoothed["fn"] == figures["tp"] + figures["fn"] and 0.5 < smoothed["auroc"] <= 1
+
+
+def test_detect_ranks_a_value_past_the_stream_range_above_its_past(taxi, tmp_path):
+    from vaekit.kinds.series.commands import overshoot
+
+    share = overshoot(np.array([[0.0], [1.0], [0.5], [1.02], [1.2], [-0.5]]))
+    assert np.allclose(share, [0, np.inf, 0, 0.02, 0.18 / 1.02, 0.5 / 1.2])  # row 1: the first move
+    data = pd.read_csv(taxi).head(500)
+    data.loc[450, "value"] = int(1.5 * data["value"].max())  # a spike 50% past anything before it
+    data.to_csv(tmp_path / "spike.csv", index=False)
+    assert main(["detect", "--data", str(tmp_path / "spike.csv"), "--kind", "series", "--probation", "200",
+                 "--out", str(tmp_path / "s.csv")]) == 0
+    score = scores(tmp_path / "s.csv")["anomaly_score"]
+    assert score[450] > score[:450].max() and score[450] > 0.999 and score[450] < 1
+
+
+def test_trailing_mean_is_causal():
+    from vaekit.kinds.series.model import trailing_mean
+
+    v = np.random.default_rng(0).normal(size=50)
+    assert np.allclose(trailing_mean(v, 4), pd.Series(v).rolling(4, min_periods=1).mean())
+    assert np.allclose(trailing_mean(v[:20], 4), trailing_mean(v, 4)[:20]) and trailing_mean(v, 1) is v
 
 
 def test_bad_streams_give_one_line(taxi_run, taxi, valve, tmp_path):

@@ -37,10 +37,34 @@ class Options:
             raise VaekitError(f"--train-rows must be at least 2, got {self.train_rows}")
 
 
+SCORE_HELP = ("series: how a row's newest point is scored: neg_elbo, its negative log-likelihood (each channel "
+              "weighed by its predicted noise), or recon_error, its squared error (each channel weighed by its "
+              "training spread; steadier when a smooth channel drifts)")
+SMOOTH_HELP = "series: score each row by the mean of its last ROWS rows' scores (causal; default 1)"
+
+
+def check_smooth(smooth: int) -> None:
+    if not 1 <= smooth <= 10_000:
+        raise VaekitError(f"--smooth must be in [1, 10000], got {smooth}")
+
+
+@dataclass
+class AnomalyOptions:
+    smooth: int = option(1, SMOOTH_HELP, metavar="ROWS")
+
+    def __post_init__(self):
+        check_smooth(self.smooth)
+
+
 @dataclass
 class EvaluateOptions:
     label_col: str | None = option(None, "series: the 0/1 label column of --data, for F1, false and missed alarm "
                                          "rates, AUROC and average precision at the run's threshold")
+    score: str = option("neg_elbo", SCORE_HELP, choices=("neg_elbo", "recon_error"))
+    smooth: int = option(1, SMOOTH_HELP, metavar="ROWS")
+
+    def __post_init__(self):
+        check_smooth(self.smooth)
 
 
 @dataclass
@@ -54,8 +78,11 @@ class DetectOptions:
     refit_every: int | None = option(None, "refit on everything seen so far every ROWS rows (default: each time "
                                            "the rows seen have doubled)", metavar="ROWS")
     fpr: float = option(0.01, "false-positive rate on the training rows' scores for `flagged` (default 0.01)")
+    score: str = option("neg_elbo", SCORE_HELP.removeprefix("series: "), choices=("neg_elbo", "recon_error"))
+    smooth: int = option(1, SMOOTH_HELP.removeprefix("series: "), metavar="ROWS")
 
     def __post_init__(self):
+        check_smooth(self.smooth)
         if self.refit_every is not None and self.refit_every < 1:
             raise VaekitError(f"--refit-every must be at least 1, got {self.refit_every}")
         if not 0 < self.fpr < 1:
@@ -65,7 +92,7 @@ class DetectOptions:
 class SeriesKind(Kind):
     name = "series"
     Options = Options
-    command_options = {"evaluate": EvaluateOptions}
+    command_options = {"anomaly": AnomalyOptions, "evaluate": EvaluateOptions}
     commands = {"detect": KindCommand("series: learn from a stream's first rows and score the rest as they come "
                                       "(causal, with refits)", DetectOptions, "detect_command", takes_run=False)}
     replaces = {"anomaly": "anomaly"}  # its own CSV: time, anomaly_score, flagged, top_columns
@@ -163,7 +190,7 @@ class SeriesKind(Kind):
     def evaluate(self, run, opts, x, y, figures: dict) -> dict:
         from .commands import evaluate
 
-        return evaluate(run, opts, x)
+        return evaluate(run, opts)
 
     def report(self, run, splits) -> list[str]:
         from .commands import report_sections

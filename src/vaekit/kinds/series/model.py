@@ -1,10 +1,12 @@
 """The series kind's likelihood and scores: a Gaussian per point of a window (C, W), its mean and
 log-scale predicted by the decoder (Donut, Xu et al. 2018, with several channels as OmniAnomaly,
 Su et al. 2019, reads them), and the score of a row: the negative log-likelihood of its newest
-point, per channel, under the decoder at the window's posterior mean."""
+point, per channel, under the decoder at the window's posterior mean (or its squared error), averaged
+over the last rows when asked."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Independent, Normal
@@ -23,15 +25,31 @@ class PointGaussian(nn.Module):
 
 
 @torch.no_grad()
-def point_scores(vae, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
-    """-log p(x_t | z) of each window's newest point t, per channel, at z = the posterior mean:
-    (N, C). Deterministic, and it sees only the window ending at t (causal)."""
+def point_scores(vae, x: torch.Tensor, score: str = "neg_elbo", batch_size: int = 8192) -> torch.Tensor:
+    """Per channel, how badly each window's newest point t is explained, at z = the posterior
+    mean: (N, C). neg_elbo: -log p(x_t | z), which weighs a channel by its predicted noise;
+    recon_error: the squared error of the decoder's mean in scaled units, which weighs channels by
+    their training spread (a smooth channel that drifts does not outweigh the others).
+    Deterministic, and it sees only the window ending at t (causal)."""
     was = vae.training
     vae.eval()
     out = []
     for xb in x.split(batch_size):
         px_z = vae.decode(vae.encode(xb).mean).base_dist
-        newest = xb[..., -1]  # (B, C)
-        out.append(-Normal(px_z.loc[..., -1], px_z.scale[..., -1]).log_prob(newest))
+        newest, mean = xb[..., -1], px_z.loc[..., -1]  # (B, C)
+        if score == "recon_error":
+            out.append((newest - mean) ** 2)
+        else:
+            out.append(-Normal(mean, px_z.scale[..., -1]).log_prob(newest))
     vae.train(was)
     return torch.cat(out) if out else torch.zeros(0, x.shape[1])
+
+
+def trailing_mean(scores: np.ndarray, rows: int) -> np.ndarray:
+    """Each row's score averaged with the rows-1 before it (fewer at the start): causal."""
+    if rows <= 1:
+        return scores
+    total = np.concatenate([[0.0], np.cumsum(scores, dtype=np.float64)])
+    end = np.arange(1, len(scores) + 1)
+    start = np.maximum(0, end - rows)
+    return (total[end] - total[start]) / (end - start)
