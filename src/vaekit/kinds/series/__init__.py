@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ...anomaly import SCORES  # the core's --score choices: series runs take the same two
 from ...config import DataConfig
 from ...errors import VaekitError
 from ...options import option
@@ -60,7 +61,7 @@ class AnomalyOptions:
 class EvaluateOptions:
     label_col: str | None = option(None, "series: the 0/1 label column of --data, for F1, false and missed alarm "
                                          "rates, AUROC and average precision at the run's threshold")
-    score: str = option("neg_elbo", SCORE_HELP, choices=("neg_elbo", "recon_error"))
+    score: str = option("neg_elbo", SCORE_HELP, choices=SCORES)
     smooth: int = option(1, SMOOTH_HELP, metavar="ROWS")
 
     def __post_init__(self):
@@ -78,7 +79,7 @@ class DetectOptions:
     refit_every: int | None = option(None, "refit on everything seen so far every ROWS rows (default: each time "
                                            "the rows seen have doubled)", metavar="ROWS")
     fpr: float = option(0.01, "false-positive rate on the training rows' scores for `flagged` (default 0.01)")
-    score: str = option("neg_elbo", SCORE_HELP.removeprefix("series: "), choices=("neg_elbo", "recon_error"))
+    score: str = option("neg_elbo", SCORE_HELP.removeprefix("series: "), choices=SCORES)
     smooth: int = option(1, SMOOTH_HELP.removeprefix("series: "), metavar="ROWS")
 
     def __post_init__(self):

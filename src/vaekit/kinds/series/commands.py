@@ -340,7 +340,7 @@ def overshoot(values: np.ndarray) -> np.ndarray:
     out = np.maximum(v - hi, lo - v)  # (N, C), <= 0 inside the range
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(out > 0, out / (hi - lo), 0.0)
-    return share.max(1) if len(share) else np.zeros(0)
+    return share.max(1)
 
 
 def detect_stream(stream: Stream, opts, work: Path) -> dict:
