@@ -131,6 +131,16 @@ def test_detect_ranks_a_value_past_the_stream_range_above_its_past(taxi, tmp_pat
     assert score[450] > score[:450].max() and score[450] > 0.999 and score[450] < 1
 
 
+def test_past_scores_rank_records_by_the_gap_above_the_median():
+    from vaekit.kinds.series.commands import PastScores
+
+    calm, wild = PastScores(np.r_[np.zeros(99), 1.0]), PastScores(np.r_[np.full(99, 0.9), 1.0])
+    assert calm.add(0.0) == wild.add(0.9) == pytest.approx(0.5 * 99 / 100)  # ties count half
+    # 0.5 past the same highest score: half its gap to the median in `calm`, five gaps in `wild`
+    p_calm, p_wild = calm.add(1.5), wild.add(1.5)
+    assert p_calm == pytest.approx(1 - 0.5 / 101 / 1.5) and p_wild == pytest.approx(1 - 0.5 / 101 / 6)
+    assert p_calm < p_wild < 1 and calm.add(1.2) < p_calm  # 1.5 joined the past: 1.2 is no record
+
 def test_trailing_mean_is_causal():
     from vaekit.kinds.series.model import trailing_mean
 
