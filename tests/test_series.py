@@ -141,6 +141,7 @@ def test_past_scores_rank_records_by_the_gap_above_the_median():
     assert p_calm == pytest.approx(1 - 0.5 / 101 / 1.5) and p_wild == pytest.approx(1 - 0.5 / 101 / 6)
     assert p_calm < p_wild < 1 and calm.add(1.2) < p_calm  # 1.5 joined the past: 1.2 is no record
 
+
 def test_trailing_mean_is_causal():
     from vaekit.kinds.series.model import trailing_mean
 

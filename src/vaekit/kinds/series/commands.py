@@ -21,7 +21,7 @@ from ...errors import VaekitError
 from .data import Stream, channels, filled, fit_scaling, read_stream, scaled, stream_files, time_column, windows
 from .model import point_scores, trailing_mean
 
-TAIL = 0.1  # the top share of training scores whose excess a exponential tail models
+TAIL = 0.1  # the top share of training scores whose excess an exponential tail models
 TOLERANCE = 0.05  # a value past the range of every earlier row by this share of it is new (HTM's NAB detector's)
 
 
@@ -205,6 +205,16 @@ def scored(vae, x: torch.Tensor, cal: dict, names: list[str], fpr: float, score:
     return out
 
 
+def scored_streams(run, streams: list[Stream], cal: dict, fpr: float, score: str, smooth: int) -> dict:
+    """`scored` for each stream on its own (a mean over the last rows never joins two streams),
+    the streams' rows one after another."""
+    schema = run.schema
+    parts = [scored(run.vae, windows(scaled(s.values, schema), schema["window"]), cal, schema["columns"], fpr, score,
+                    smooth) for s in streams]
+    return {k: np.concatenate([p[k] for p in parts]) if k != "top_columns" else [c for p in parts for c in p[k]]
+            for k in parts[0]}
+
+
 def culprits(per_channel: torch.Tensor, names: list[str]) -> list[str]:
     """The channels whose newest point the model explains worst, most to least: those above an
     even share of the row's score (at least the worst one), joined by ';'."""
@@ -236,13 +246,8 @@ def anomaly(run, opts) -> None:
     streams = read_streams(name, schema)
     out = run.out_path(opts.out, "anomaly.csv")
     cal = calibration_of(run, opts.score, opts.smooth)
-    times, parts = [], []
-    for s in streams:
-        x = windows(scaled(s.values, schema), schema["window"])
-        parts.append(scored(run.vae, x, cal, schema["columns"], fpr, opts.score, opts.smooth))
-        times += s.times
-    result = {k: (np.concatenate([p[k] for p in parts]) if k != "top_columns" else sum((p[k] for p in parts), []))
-              for k in parts[0]}
+    result = scored_streams(run, streams, cal, fpr, opts.score, opts.smooth)
+    times = [t for s in streams for t in s.times]
     write_scores(out, schema["time_col"], times, result)
     summary = {"rows": len(times), "flagged": int(result["flagged"].sum()), "target_fpr": fpr, "score": opts.score,
                "smooth": opts.smooth, "scores_csv": str(out)}
@@ -428,8 +433,7 @@ def evaluate(run, opts) -> dict:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     streams = read_streams(opts.data, run.schema)
-    labels, parts = [], []
-    cal = calibration_of(run, opts.score, opts.smooth)
+    labels = []
     for s in streams:
         if opts.label_col not in s.frame.columns:
             raise VaekitError(f"{s.path}: no label column {opts.label_col!r}")
@@ -437,11 +441,9 @@ def evaluate(run, opts) -> dict:
         if values.isna().any() or not values.isin([0, 1]).all():
             raise VaekitError(f"{s.path}: the label column {opts.label_col!r} must hold 0 and 1")
         labels.append(values.to_numpy(dtype=int))
-        x = windows(scaled(s.values, run.schema), run.schema["window"])  # per stream: a mean never joins two
-        parts.append(scored(run.vae, x, cal, run.schema["columns"], 0.01, opts.score, opts.smooth))
     y = np.concatenate(labels)
-    flagged = np.concatenate([r["flagged"] for r in parts]).astype(bool)
-    p = np.concatenate([r["anomaly_score"] for r in parts])
+    result = scored_streams(run, streams, calibration_of(run, opts.score, opts.smooth), 0.01, opts.score, opts.smooth)
+    flagged, p = result["flagged"].astype(bool), result["anomaly_score"]
     tp, fp = int((flagged & (y == 1)).sum()), int((flagged & (y == 0)).sum())
     fn, tn = int((~flagged & (y == 1)).sum()), int((~flagged & (y == 0)).sum())
     both = len(set(y.tolist())) == 2
