@@ -347,7 +347,7 @@ def overshoot(values: np.ndarray) -> np.ndarray:
     return share.max(1)
 
 
-def detect_stream(stream: Stream, opts, work: Path) -> dict:
+def detect_stream(stream: Stream, opts, work: Path, progress=None) -> dict:
     """Scores of every row of one stream from the past only: 0 during probation, then the raw
     score of the model fitted at the last refit before the row, ranked against that model's
     scores of every earlier row; a value beyond the range of every earlier row (by TOLERANCE of
@@ -359,6 +359,8 @@ def detect_stream(stream: Stream, opts, work: Path) -> dict:
     if probation >= n:
         raise VaekitError(f"{stream.path}: {n} rows, all of them probation ({probation}); nothing to score")
     points = refit_points(probation, n, opts.refit_every)
+    advance = progress or (lambda rows: None)
+    advance(probation)
     score = np.zeros(n)
     tops = [""] * n
     names = channel_names(stream, opts)
@@ -375,6 +377,7 @@ def detect_stream(stream: Stream, opts, work: Path) -> dict:
         score[start:end] = [past.add(v) for v in raw[start:end].tolist()]
         if len(names) > 1:
             tops[start:end] = culprits(per_channel[start:end], names)
+        advance(end - start)
     new = overshoot(stream.values)
     new[:probation] = 0.0
     rows = np.flatnonzero(new > TOLERANCE)  # row t has t earlier scores: a record's tail, further the further out
@@ -411,7 +414,10 @@ def detect(opts) -> None:
             stream = read_stream(path, opts.time_col, opts.columns)
             if len(stream.values) < 2:
                 raise VaekitError(f"{path}: fewer than 2 rows")
-            result = detect_stream(stream, opts, Path(work))
+            # One file shows its rows scored (a long stream refits for a minute); several show files.
+            with tqdm(total=len(stream.values), desc="detect", unit="row", disable=len(paths) > 1,
+                      file=sys.stderr) as bar:
+                result = detect_stream(stream, opts, Path(work), bar.update)
             tcol = time_column(stream.frame, opts.time_col, path)
             target = out / (path.relative_to(root) if root else Path(path.name)) if many else out
             target.parent.mkdir(parents=True, exist_ok=True)
