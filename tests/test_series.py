@@ -142,6 +142,43 @@ def test_past_scores_rank_records_by_the_gap_above_the_median():
     assert p_calm < p_wild < 1 and calm.add(1.2) < p_calm  # 1.5 joined the past: 1.2 is no record
 
 
+def test_missing_points_add_nothing_to_the_likelihood_and_read_as_the_centre():
+    import torch
+
+    from vaekit.kinds.series.model import GapEncoder, PointGaussian
+
+    torch.manual_seed(0)
+    out = torch.randn(2, 6, 8)  # two windows of 3 channels x 8 points: means, then log-scales
+    px = PointGaussian()(out)
+    x = torch.randn(2, 3, 8)
+    gappy = x.clone()
+    gappy[0, 1, 2] = gappy[1, 0, 7] = float("nan")
+    point = px.base_dist.log_prob(x)
+    expected = px.log_prob(x) - torch.stack([point[0, 1, 2], point[1, 0, 7]])
+    assert torch.allclose(px.log_prob(gappy), expected) and px.log_prob(gappy).isfinite().all()
+    enc = GapEncoder((3, 8), 4, [16], "relu")
+    assert torch.equal(enc(gappy), enc(torch.nan_to_num(gappy, nan=0.0)))
+
+
+def test_a_stream_with_gaps_trains_and_its_missing_rows_raise_no_alarm(taxi, tmp_path):
+    data = pd.read_csv(taxi)
+    gaps = np.zeros(len(data), bool)
+    for start in (100, 300, 520, 900, 1050):  # 10-40 rows at a time, in and after the training rows
+        gaps[start : start + 10 + start % 31] = True
+    data.loc[gaps, "value"] = np.nan
+    path = tmp_path / "gappy.csv"
+    data.to_csv(path, index=False)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(path), *FAST, "--train-rows", "800", "--out", str(run)]) == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert np.isfinite(records[-1]["val_neg_elbo"]) and records[-1]["val_neg_elbo"] < records[0]["val_neg_elbo"]
+    assert main(["anomaly", str(run), "--data", str(path), "--out", str(tmp_path / "s.csv")]) == 0
+    rows = scores(tmp_path / "s.csv")
+    assert len(rows) == len(data) and rows["anomaly_score"].between(0, 1).all()
+    # A missing newest point takes the decoder's mean: no row inside a gap is flagged.
+    assert rows["flagged"][gaps].sum() == 0 and rows["flagged"][~gaps].mean() < 0.05
+
+
 def test_trailing_mean_is_causal():
     from vaekit.kinds.series.model import trailing_mean
 

@@ -165,11 +165,11 @@ class SeriesKind(Kind):
         return {"columns": run.schema["columns"], "time_col": run.schema["time_col"], "window": run.schema["window"]}
 
     def nets(self, model_cfg, schema: dict) -> Nets:
-        from ...nets import MLPDecoder, MLPEncoder
-        from .model import PointGaussian
+        from ...nets import MLPDecoder
+        from .model import GapEncoder, PointGaussian
 
         c, w = schema["x_shape"]
-        return Nets((c, w), MLPEncoder((c, w), 2 * model_cfg.latent_dim, model_cfg.hidden, model_cfg.activation),
+        return Nets((c, w), GapEncoder((c, w), 2 * model_cfg.latent_dim, model_cfg.hidden, model_cfg.activation),
                     MLPDecoder(model_cfg.latent_dim, (2 * c, w), model_cfg.hidden, model_cfg.activation),
                     PointGaussian())
 

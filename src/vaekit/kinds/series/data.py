@@ -1,9 +1,9 @@
 """Reading metric and sensor streams: CSV files (comma or semicolon) with a time column and numeric
 channels; a folder (or several files) is several streams with the same columns. Checks: the time
 column parses and increases without duplicates, channels are numbers, a channel does not stay
-constant over the training rows, a stream is at least one window long. Missing cells are carried
-forward from the last value seen (causal), and channels are scaled by the training rows' median
-and spread.
+constant over the training rows, a stream is at least one window long. Channels are scaled by the
+training rows' median and spread; missing cells stay missing (NaN) in the windows, which the model
+leaves out of its likelihood.
 
 Windows: the example for row t is rows t-W+1..t of every channel, (C, W); the first W-1 rows of a
 stream repeat its first row on the left, so every row gets a window and a score.
@@ -156,7 +156,9 @@ CLIP = 50.0  # scaled values are kept within +-CLIP spreads: far enough to score
 
 
 def scaled(values: np.ndarray, schema: dict) -> np.ndarray:
-    return np.clip((filled(values) - np.array(schema["centre"])) / np.array(schema["spread"]), -CLIP, CLIP)
+    """Each channel minus its centre over its spread, clipped; missing cells stay NaN (the model
+    leaves them out)."""
+    return np.clip((values - np.array(schema["centre"])) / np.array(schema["spread"]), -CLIP, CLIP)
 
 
 def windows(x: np.ndarray, window: int) -> torch.Tensor:

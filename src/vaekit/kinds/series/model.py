@@ -2,7 +2,11 @@
 log-scale predicted by the decoder (Donut, Xu et al. 2018, with several channels as OmniAnomaly,
 Su et al. 2019, reads them), and the score of a row: the negative log-likelihood of its newest
 point, per channel, under the decoder at the window's posterior mean (or its squared error), averaged
-over the last rows when asked."""
+over the last rows when asked.
+
+Missing points (NaN in a window) are Donut's: the encoder reads them as 0 (the channel's centre)
+and the likelihood leaves them out (its modified ELBO), so a gap neither teaches the model a flat
+stretch nor counts against it."""
 
 from __future__ import annotations
 
@@ -10,6 +14,27 @@ import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Independent, Normal
+
+from ...nets import MLPEncoder
+
+
+class GapEncoder(MLPEncoder):
+    """The dense encoder with missing points read as 0, the channel's centre (Donut's input)."""
+
+    def forward(self, x, c=None):
+        return super().forward(torch.where(torch.isnan(x), torch.zeros_like(x), x), c)
+
+
+class ObservedPoints(Independent):
+    """Independent Gaussians over a window whose log_prob sums the observed points only: a NaN
+    point adds nothing (Donut's modified ELBO)."""
+
+    def log_prob(self, x):
+        missing = torch.isnan(x)
+        if not missing.any():
+            return super().log_prob(x)
+        lp = self.base_dist.log_prob(torch.where(missing, self.base_dist.loc.detach(), x))
+        return torch.where(missing, torch.zeros_like(lp), lp).sum((-2, -1))
 
 
 class PointGaussian(nn.Module):
@@ -21,7 +46,7 @@ class PointGaussian(nn.Module):
 
     def forward(self, out):
         mean, log_scale = out.chunk(2, dim=-2)
-        return Independent(Normal(mean, log_scale.clamp(min=self.min_log_scale).exp(), validate_args=False), 2)
+        return ObservedPoints(Normal(mean, log_scale.clamp(min=self.min_log_scale).exp(), validate_args=False), 2)
 
 
 @torch.no_grad()
@@ -29,14 +54,16 @@ def point_scores(vae, x: torch.Tensor, score: str = "neg_elbo", batch_size: int 
     """Per channel, how badly each window's newest point t is explained, at z = the posterior
     mean: (N, C). neg_elbo: -log p(x_t | z), which weighs a channel by its predicted noise;
     recon_error: the squared error of the decoder's mean in scaled units, which weighs channels by
-    their training spread (a smooth channel that drifts does not outweigh the others).
-    Deterministic, and it sees only the window ending at t (causal)."""
+    their training spread (a smooth channel that drifts does not outweigh the others). A missing
+    newest point takes the decoder's mean: no evidence, the least odd it can be. Deterministic,
+    and it sees only the window ending at t (causal)."""
     was = vae.training
     vae.eval()
     out = []
     for xb in x.split(batch_size):
         px_z = vae.decode(vae.encode(xb).mean).base_dist
-        newest, mean = xb[..., -1], px_z.loc[..., -1]  # (B, C)
+        mean = px_z.loc[..., -1]  # (B, C)
+        newest = torch.where(torch.isnan(xb[..., -1]), mean, xb[..., -1])
         if score == "recon_error":
             out.append((newest - mean) ** 2)
         else:
