@@ -42,6 +42,14 @@ def scores(path):
     return pd.read_csv(path)
 
 
+def picture_size(path):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.verify()
+        return image.size
+
+
 def test_training_lowers_the_loss_and_calibrates_on_training_rows(taxi_run):
     records = [json.loads(line) for line in (taxi_run / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["val_neg_elbo"] < records[0]["val_neg_elbo"]
@@ -57,6 +65,7 @@ def test_anomaly_gives_one_causal_row_per_input_row(taxi_run, taxi, tmp_path):
     assert rows["timestamp"].tolist() == data["timestamp"].tolist()
     assert rows["anomaly_score"].between(0, 1).all() and set(rows["flagged"]) <= {0, 1}
     assert rows["flagged"].tolist() == (rows["anomaly_score"] > 0.99).astype(int).tolist()
+    assert picture_size(tmp_path / "all.png") == (1000, 300)  # beside the CSV: the channel, then the scores
     # The score of row t sees rows up to t only: the file cut after row 500 scores its rows alike.
     data.head(500).to_csv(tmp_path / "head.csv", index=False)
     assert main(["anomaly", str(taxi_run), "--data", str(tmp_path / "head.csv"), "--out", str(tmp_path / "h.csv")]) == 0
@@ -71,6 +80,7 @@ def test_detect_is_deterministic_and_never_looks_ahead(taxi, tmp_path):
     assert main(["detect", "--data", str(taxi), *args, "--out", str(tmp_path / "b.csv")]) == 0
     a, b = scores(tmp_path / "a.csv"), scores(tmp_path / "b.csv")
     assert a.equals(b) and len(a) == 1200 and (a["anomaly_score"][:200] == 0).all()
+    assert picture_size(tmp_path / "a.png") == (1000, 300)
     assert a["anomaly_score"][200:].between(0, 1).all() and a["anomaly_score"][200:].std() > 0.05
     pd.read_csv(taxi, dtype=str).head(600).to_csv(tmp_path / "half.csv", index=False)
     assert main(["detect", "--data", str(tmp_path / "half.csv"), *args, "--out", str(tmp_path / "h.csv")]) == 0
@@ -94,6 +104,7 @@ def test_several_channels_name_the_culprits_and_labels_give_figures(valve, tmp_p
     assert list(rows.columns) == ["datetime", "anomaly_score", "flagged", "top_columns"]
     named = [set(t.split(";")) for t in rows["top_columns"]]
     assert all(n and n <= channels for n in named)
+    assert picture_size(tmp_path / "s.png") == (1000, 1350)  # a panel per channel, then the scores
     capsys.readouterr()
     assert main(["evaluate", str(run), "--data", str(valve), "--label-col", "anomaly", "--json", "--iw-samples", "0",
                  "--quiet"]) == 0

@@ -249,8 +249,9 @@ def anomaly(run, opts) -> None:
     result = scored_streams(run, streams, cal, fpr, opts.score, opts.smooth)
     times = [t for s in streams for t in s.times]
     write_scores(out, schema["time_col"], times, result)
+    picture = save_stream_picture(out.with_suffix(".png"), streams, schema["columns"], result["anomaly_score"], 1 - fpr)
     summary = {"rows": len(times), "flagged": int(result["flagged"].sum()), "target_fpr": fpr, "score": opts.score,
-               "smooth": opts.smooth, "scores_csv": str(out)}
+               "smooth": opts.smooth, "scores_csv": str(out), "picture": str(picture)}
     files.write_json(Path(run.run_dir) / "anomaly.json", summary)
     print(json.dumps(summary))
 
@@ -422,7 +423,9 @@ def detect(opts) -> None:
             target = out / (path.relative_to(root) if root else Path(path.name)) if many else out
             target.parent.mkdir(parents=True, exist_ok=True)
             write_scores(target, tcol, stream.times, result)
-    print(f"wrote {out}")
+            save_stream_picture(target.with_suffix(".png"), [stream], channel_names(stream, opts),
+                                result["anomaly_score"], 1 - opts.fpr)
+    print(f"wrote {out}" + ("" if many else f" and {out.with_suffix('.png')}"))
 
 
 # ---------------------------------------------------------------- evaluation
@@ -465,21 +468,54 @@ def evaluate(run, opts) -> dict:
 
 def report_sections(run, splits) -> list[str]:
     from ...pages import data_uri, figure
-    from ...plotting import figure_png, pyplot
+    from ...plotting import figure_png
 
     x = splits.test_x
-    per_channel = point_scores(run.vae, x)
-    p = calibrated(per_channel.sum(1).numpy(), calibration_of(run))
-    newest = x[..., -1].numpy()  # (N, C) scaled values
-    names = run.schema["columns"]
-    plt = pyplot()
-    fig, axes = plt.subplots(len(names) + 1, 1, figsize=(10, 1.6 * (len(names) + 1)), sharex=True)
-    for i, name in enumerate(names):
-        axes[i].plot(newest[:, i] * run.schema["spread"][i] + run.schema["centre"][i], lw=0.8)
-        axes[i].set_ylabel(name, rotation=0, ha="right", fontsize=8)
-    axes[-1].plot(p, color="C3", lw=0.8)
-    axes[-1].axhline(0.99, color="k", ls="--", lw=0.6)
-    axes[-1].set_ylabel("anomaly score", rotation=0, ha="right", fontsize=8)
-    fig.tight_layout()
+    p = calibrated(point_scores(run.vae, x).sum(1).numpy(), calibration_of(run))
+    values = unscaled(x.numpy(), run.schema)[..., -1]  # (N, C): each row's newest point
+    fig = stream_figure(np.arange(len(p)), values, run.schema["columns"], p, 0.99)
     return ["<h2>The test rows and their scores</h2>" + figure(data_uri(figure_png(fig)),
-            "Each channel, then the calibrated anomaly score (dashed: flagged above 0.99)")]
+            "Each channel (red: flagged rows), then how rare each row's score is among the training rows "
+            "(dashed: the flagging threshold, 0.99)")]
+
+
+MAX_PANELS = 8  # channels drawn in a picture; the rest are in the CSV
+
+
+def stream_figure(x_axis, values: np.ndarray, names: list[str], score: np.ndarray, threshold: float):
+    """Each channel over time with its flagged rows in red, then the score as a rarity,
+    -log10(1 - score): 2 is one training row in a hundred (a score in [0, 1] squeezes every
+    interesting row against 1)."""
+    from ...plotting import pyplot
+
+    plt = pyplot()
+    shown = names[:MAX_PANELS]
+    flagged = score > threshold
+    fig, axes = plt.subplots(len(shown) + 1, 1, figsize=(10, 1.5 * (len(shown) + 1)), sharex=True, squeeze=False)
+    axes = axes[:, 0]
+    for i, name in enumerate(shown):
+        axes[i].plot(x_axis, values[:, i], lw=0.6)
+        axes[i].plot(np.asarray(x_axis)[flagged], values[flagged, i], ".", color="C3", ms=3)
+        axes[i].set_ylabel(name, rotation=0, ha="right", fontsize=8)
+    axes[-1].plot(x_axis, -np.log10(np.clip(1 - score, 1e-12, 1)), color="C3", lw=0.6)
+    axes[-1].axhline(-np.log10(1 - threshold), color="k", ls="--", lw=0.6)
+    axes[-1].set_ylabel("rarity\n-log10(1-score)", rotation=0, ha="right", fontsize=8)
+    if len(names) > MAX_PANELS:
+        axes[0].set_title(f"the first {MAX_PANELS} of {len(names)} channels", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save_stream_picture(path: Path, streams: list[Stream], names: list[str], score: np.ndarray,
+                        threshold: float) -> Path:
+    """PATH: the streams' rows one after another, against their times where every one parses."""
+    from ...plotting import save_figure
+
+    times = pd.to_datetime(pd.Series([t for s in streams for t in s.times]), errors="coerce", format="mixed")
+    x_axis = times.to_numpy() if len(streams) == 1 and times.notna().all() else np.arange(len(score))
+    values = np.concatenate([s.values for s in streams])
+    fig = stream_figure(x_axis, values, names, score, threshold)
+    fig.axes[0].set_title(f"{', '.join(Path(s.path).name for s in streams[:3])}: {int((score > threshold).sum())} of "
+                          f"{len(score)} rows flagged", fontsize=9)
+    fig.tight_layout()
+    return save_figure(path, fig)
