@@ -190,6 +190,17 @@ def test_a_stream_with_gaps_trains_and_its_missing_rows_raise_no_alarm(taxi, tmp
     assert rows["flagged"][gaps].sum() == 0 and rows["flagged"][~gaps].mean() < 0.05
 
 
+def test_a_long_line_is_thinned_to_its_extremes():
+    from vaekit.kinds.series.commands import PLOT_POINTS, thinned
+
+    y = np.sin(np.arange(50_000) / 300.0)
+    y[12_345], y[40_000:40_500] = 9.0, np.nan  # a spike one row wide, a gap
+    x, thin = thinned(np.arange(len(y)), y)
+    assert len(x) == len(thin) == 2 * PLOT_POINTS and np.nanmax(thin) == 9.0 and np.nanmin(thin) == np.nanmin(y)
+    assert np.all(np.diff(x) >= 0)
+    assert np.array_equal(thinned(np.arange(10), y[:10])[1], y[:10])  # a short line is drawn whole
+
+
 def test_trailing_mean_is_causal():
     from vaekit.kinds.series.model import trailing_mean
 
