@@ -94,6 +94,25 @@ def test_detect_is_deterministic_and_never_looks_ahead(taxi, tmp_path):
     assert part.equals(s.head(450)) and not s["anomaly_score"].equals(a["anomaly_score"].head(600))
 
 
+def test_detect_scores_a_folder_alike_in_worker_processes_and_checks_every_file_first(taxi, tmp_path):
+    folder = tmp_path / "streams"
+    (folder / "sub").mkdir(parents=True)
+    data = pd.read_csv(taxi, dtype=str)
+    data.iloc[:300].to_csv(folder / "a.csv", index=False)
+    data.iloc[300:560].to_csv(folder / "sub" / "b.csv", index=False)
+    args = ["detect", "--data", str(folder), "--kind", "series", "--probation", "150"]
+    assert main([*args, "--workers", "1", "--out", str(tmp_path / "one")]) == 0
+    assert main([*args, "--workers", "2", "--out", str(tmp_path / "two")]) == 0
+    for name in ("a.csv", "sub/b.csv"):
+        one, two = scores(tmp_path / "one" / name), scores(tmp_path / "two" / name)
+        assert one.equals(two) and len(one) in (300, 260) and one["anomaly_score"][150:].std() > 0
+        assert (tmp_path / "two" / name).with_suffix(".png").exists()
+    # A bad file anywhere in the folder is refused before any file is scored.
+    data.iloc[:100].assign(value="x").to_csv(folder / "sub" / "c.csv", index=False)
+    one_line_error(vaekit_cli(*args, "--out", tmp_path / "bad"), "c.csv", "not numeric")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_several_channels_name_the_culprits_and_labels_give_figures(valve, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--data", str(valve), *FAST, "--train-rows", "400", "--out", str(run)]) == 0

@@ -81,9 +81,13 @@ class DetectOptions:
     fpr: float = option(0.01, "false-positive rate on the training rows' scores for `flagged` (default 0.01)")
     score: str = option("neg_elbo", SCORE_HELP.removeprefix("series: "), choices=SCORES)
     smooth: int = option(1, SMOOTH_HELP.removeprefix("series: "), metavar="ROWS")
+    workers: int | None = option(None, "files scored side by side, each in a process of its own on one core "
+                                       "(default: one per core)")
 
     def __post_init__(self):
         check_smooth(self.smooth)
+        if self.workers is not None and self.workers < 1:
+            raise VaekitError(f"--workers must be at least 1, got {self.workers}")
         if self.refit_every is not None and self.refit_every < 1:
             raise VaekitError(f"--refit-every must be at least 1, got {self.refit_every}")
         if not 0 < self.fpr < 1:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -396,36 +397,73 @@ def channel_names(stream: Stream, opts) -> list[str]:
 
 def detect(opts) -> None:
     """`vaekit detect --data F --kind series --out scores.csv`: each file of --data scored as a
-    stream; several files write a folder of CSVs named as the inputs."""
+    stream; several files write a folder of CSVs named as the inputs, scored side by side by
+    --workers processes (default one per core; each fit trains one thread)."""
     from tqdm.auto import tqdm
 
-    torch.manual_seed(opts.seed)
     paths = stream_files(opts.data)
     if not opts.out:
         raise VaekitError("detect needs --out (a CSV for one file, a folder for several)")
     out = Path(opts.out)
     many = len(paths) > 1 or Path(opts.data).is_dir()
-    if many:
-        out.mkdir(parents=True, exist_ok=True)
-    elif not out.parent.is_dir():
+    if not many and not out.parent.is_dir():
         raise VaekitError(f"{out.parent}: output directory not found")
     root = Path(opts.data) if Path(opts.data).is_dir() else None
+    streams = [read_stream(p, opts.time_col, opts.columns) for p in paths]  # every file checked before any is scored
+    for s in streams:
+        if len(s.values) < 2:
+            raise VaekitError(f"{s.path}: fewer than 2 rows")
+    if many:
+        out.mkdir(parents=True, exist_ok=True)
+    targets = [out / (p.relative_to(root) if root else Path(p.name)) if many else out for p in paths]
+    settings = dict(vars(opts))  # plain values: what a worker process gets of the options
+    workers = min(opts.workers or usable_cores(), len(paths))
     with tempfile.TemporaryDirectory(prefix="vaekit-detect-") as work:
-        for path in tqdm(paths, desc="detect", unit="file", disable=len(paths) < 2, file=sys.stderr):
-            stream = read_stream(path, opts.time_col, opts.columns)
-            if len(stream.values) < 2:
-                raise VaekitError(f"{path}: fewer than 2 rows")
-            # One file shows its rows scored (a long stream refits for a minute); several show files.
-            with tqdm(total=len(stream.values), desc="detect", unit="row", disable=len(paths) > 1,
-                      file=sys.stderr) as bar:
-                result = detect_stream(stream, opts, Path(work), bar.update)
-            tcol = time_column(stream.frame, opts.time_col, path)
-            target = out / (path.relative_to(root) if root else Path(path.name)) if many else out
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_scores(target, tcol, stream.times, result)
-            save_stream_picture(target.with_suffix(".png"), [stream], channel_names(stream, opts),
-                                result["anomaly_score"], 1 - opts.fpr)
+        if workers < 2:
+            for stream, target in tqdm(list(zip(streams, targets)), desc="detect", unit="file", disable=len(paths) < 2,
+                                       file=sys.stderr):
+                detect_file(stream, target, settings, work, progress=len(paths) == 1)
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=one_thread) as pool:
+                longest_first = sorted(zip(streams, targets), key=lambda st: -len(st[0].values))  # even loads
+                futures = [pool.submit(detect_file, s, t, settings, work) for s, t in longest_first]
+                try:
+                    for done in tqdm(as_completed(futures), total=len(futures), desc="detect", unit="file",
+                                     file=sys.stderr):
+                        done.result()
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
     print(f"wrote {out}" + ("" if many else f" and {out.with_suffix('.png')}"))
+
+
+def detect_file(stream: Stream, target: Path, settings: dict, work: str, progress: bool = False) -> None:
+    """One stream scored and written (CSV and picture), in this process or a worker. The seed is
+    set per file, so a file scores the same alone, among others, or in any worker."""
+    from types import SimpleNamespace
+
+    from tqdm.auto import tqdm
+
+    opts = SimpleNamespace(**settings)
+    torch.manual_seed(opts.seed)
+    with tqdm(total=len(stream.values), desc="detect", unit="row", disable=not progress, file=sys.stderr) as bar:
+        result = detect_stream(stream, opts, Path(work), bar.update)  # a long stream refits for a minute
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_scores(target, time_column(stream.frame, opts.time_col, Path(stream.path)), stream.times, result)
+    save_stream_picture(target.with_suffix(".png"), [stream], channel_names(stream, opts), result["anomaly_score"],
+                        1 - opts.fpr)
+
+
+def one_thread() -> None:
+    torch.set_num_threads(1)  # a worker per core
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------- evaluation
