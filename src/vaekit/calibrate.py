@@ -61,6 +61,11 @@ def candidates(precision: str, onednn: bool | None) -> dict[str, tuple[str, bool
     return out
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's share, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

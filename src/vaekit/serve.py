@@ -36,7 +36,7 @@ from fastapi import FastAPI, Request  # the `serve` extra; this module loads onl
 from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException
 
-from . import anomaly, api, explore
+from . import anomaly, api, calibrate, explore
 from .errors import VaekitError
 from .kinds import Kind
 from .nets import ONEDNN_X86, set_onednn
@@ -475,7 +475,6 @@ def fastest_products(runs: dict[str, Served], threads: int | None = None) -> boo
     (calibrate.py; torch.mm was 7-10% faster here, oneDNN 2x on an AVX-512 one). Timed on up to
     1,000 validation inputs of the first run scored in batches; None where there is nothing to
     time or no oneDNN."""
-    from . import calibrate
 
     served = next((s for s in runs.values() if s.normal is not None and not s.scores_own_way
                    and anomaly.batchable(s.model.vae)), None)
@@ -768,7 +767,7 @@ def serve(paths: list[str], host: str = "127.0.0.1", port: int = 8000, token_fil
     onednn = fastest_products(runs)
     if onednn is not None:
         set_onednn(onednn)
-    workers = min(len(os.sched_getaffinity(0)), MAX_WORKERS) if workers is None else workers
+    workers = min(calibrate.usable_cores(), MAX_WORKERS) if workers is None else workers
     worker_onednn = fastest_products(runs, threads=1) if workers > 1 else None
     app = make_app(runs, ServeOptions(max_batch=max_batch, token=token, workers=workers, worker_onednn=worker_onednn))
     print(f"vaekit serve: {', '.join(runs)} on http://{host}:{port} (docs at /docs)", file=sys.stderr)

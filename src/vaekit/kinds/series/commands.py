@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +15,7 @@ import pandas as pd
 import torch
 
 from ... import files
+from ...calibrate import usable_cores
 from ...config import Config, DataConfig
 from ...data import Splits
 from ...errors import VaekitError
@@ -460,10 +460,6 @@ def detect_file(stream: Stream, target: Path, settings: dict, work: str, progres
 
 def one_thread() -> None:
     torch.set_num_threads(1)  # a worker per core
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------- evaluation
