@@ -9,7 +9,7 @@
    profiles.
 2. SKAB (its outlier-detection leaderboard protocol): for each of the 34 labelled experiments,
    `vaekit train --train-rows 400` on the file, `vaekit anomaly` of all its rows, with the default
-   score and with `--score recon_error --smooth 5`; `skab_eval.py` with the rule
+   score, with `--smooth 5` and with `--score recon_error --smooth 5`; `skab_eval.py` with the rule
    `train-quantile:0.99` (an alarm above the 99th percentile of the file's 400 training scores),
    TP/FP/FN pooled. Then the same, each model trained on the anomaly-free recording instead.
 3. Speed: rows per second of `vaekit anomaly` on NAB's longest file with a trained run, the whole
@@ -48,7 +48,8 @@ def nab(data: Path, tools: Path, work: Path, extra: list[str]) -> None:
          "--json", str(report)])
 
 
-SCORINGS = {"defaults": [], "recon_error, 5-row mean": ["--score", "recon_error", "--smooth", "5"]}
+SCORINGS = {"defaults": [], "5-row mean": ["--smooth", "5"],
+            "recon_error, 5-row mean": ["--score", "recon_error", "--smooth", "5"]}
 
 
 def skab(data: Path, tools: Path, work: Path, extra: list[str]) -> None:

@@ -38,6 +38,13 @@ def taxi_run(taxi, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def valve_run(valve, tmp_path_factory):
+    out = tmp_path_factory.mktemp("series") / "valve"
+    assert main(["train", "--data", str(valve), *FAST, "--train-rows", "400", "--out", str(out)]) == 0
+    return out
+
+
 def scores(path):
     return pd.read_csv(path)
 
@@ -113,9 +120,8 @@ def test_detect_scores_a_folder_alike_in_worker_processes_and_checks_every_file_
     assert not (tmp_path / "bad").exists()
 
 
-def test_several_channels_name_the_culprits_and_labels_give_figures(valve, tmp_path, capsys):
-    run = tmp_path / "run"
-    assert main(["train", "--data", str(valve), *FAST, "--train-rows", "400", "--out", str(run)]) == 0
+def test_several_channels_name_the_culprits_and_labels_give_figures(valve, valve_run, tmp_path, capsys):
+    run = valve_run
     assert main(["anomaly", str(run), "--data", str(valve), "--out", str(tmp_path / "s.csv")]) == 0
     rows = scores(tmp_path / "s.csv")
     channels = {"Accelerometer1RMS", "Accelerometer2RMS", "Current", "Pressure", "Temperature", "Thermocouple",
@@ -145,6 +151,34 @@ def test_several_channels_name_the_culprits_and_labels_give_figures(valve, tmp_p
                  "--quiet", *smooth]) == 0
     assert figures != (smoothed := json.loads(capsys.readouterr().out))
     assert smoothed["tp"] + smoothed["fn"] == figures["tp"] + figures["fn"] and 0.5 < smoothed["auroc"] <= 1
+
+
+def test_a_channel_that_wanders_is_modelled_by_its_changes(valve, valve_run, tmp_path):
+    """The rig's temperatures wander over an experiment; warmed by 5 of their training spreads over
+    170 rows, modelled by their levels they alarm, by their changes (auto) they do not."""
+    schema = json.loads((valve_run / "schema.json").read_text())
+    assert {"Temperature", "Thermocouple"} <= set(schema["changes"]) and "Pressure" not in schema["changes"]
+    frame = pd.read_csv(valve, sep=";").head(570)  # its fault starts at row 573
+    for c in ("Temperature", "Thermocouple"):
+        frame.loc[400:, c] += np.linspace(0, 5, 170) * frame[c][:400].std()
+    frame.to_csv(tmp_path / "warm.csv", sep=";", index=False)
+    levels = tmp_path / "levels"
+    assert main(["train", "--data", str(valve), *FAST, "--train-rows", "400", "--changes", "none", "--out",
+                 str(levels)]) == 0
+    assert json.loads((levels / "schema.json").read_text())["changes"] == []
+    flagged = {}
+    for name, run in (("changes", valve_run), ("levels", levels)):
+        assert main(["anomaly", str(run), "--data", str(tmp_path / "warm.csv"), "--out", str(tmp_path / "s.csv")]) == 0
+        flagged[name] = scores(tmp_path / "s.csv")["flagged"][400:].mean()
+    assert flagged["changes"] < 0.06 and flagged["levels"] > 3 * flagged["changes"] + 0.1, flagged
+    assert main(["reconstruct", str(valve_run), "--data", str(valve), "--out", str(tmp_path / "r.csv")]) == 0
+    rebuilt = pd.read_csv(tmp_path / "r.csv")
+    assert {"Temperature (change)", "Temperature (change)_reconstruction", "Pressure"} <= set(rebuilt.columns)
+    assert rebuilt["Temperature (change)"].abs().median() < frame["Temperature"][:400].std()
+    # Drawn windows come back as levels: the changes added up from the training rows' median.
+    assert main(["sample", str(valve_run), "--num", "4", "--out", str(tmp_path / "d.csv")]) == 0
+    drawn, seen = pd.read_csv(tmp_path / "d.csv")["Temperature"], frame["Temperature"][:400]
+    assert len(drawn) == 4 * 32 and seen.min() - np.ptp(seen) < drawn.min() <= drawn.max() < seen.max() + np.ptp(seen)
 
 
 def test_detect_ranks_a_value_past_the_stream_range_above_its_past(taxi, tmp_path):
@@ -246,6 +280,8 @@ def test_bad_streams_give_one_line(taxi_run, taxi, valve, tmp_path):
     pd.DataFrame({"timestamp": data["timestamp"], "other": data["value"]}).to_csv(tmp_path / "cols.csv", index=False)
     one_line_error(vaekit_cli("anomaly", taxi_run, "--data", tmp_path / "cols.csv"), "cols.csv", "value")
     one_line_error(vaekit_cli("anomaly", taxi_run, "--data", valve), "0.csv", "time column")
+    one_line_error(vaekit_cli("train", "--data", taxi, "--kind", "series", "--changes", "speed", "--out",
+                              tmp_path / "r"), "--changes", "speed")
     # A clock put back (daylight saving) or a repeated time: said once, the rows scored in the file's order.
     data.iloc[[0, 1, 1, 3, 2, *range(4, 100)]].to_csv(tmp_path / "dst.csv", index=False)
     done = vaekit_cli("anomaly", taxi_run, "--data", tmp_path / "dst.csv", "--out", tmp_path / "dst_scores.csv")

@@ -19,6 +19,11 @@ from ...options import option
 from .. import Kind, KindCommand, Nets, Supports, lazy
 
 
+CHANGES_HELP = ("series: channels modelled by their change from the row before instead of their level: auto "
+                "(with several channels, those that wander slowly over the training rows, as a temperature "
+                "does), none, or their names, comma-separated")
+
+
 @dataclass
 class Options:
     """Options of stream data (vaekit train --kind series --time-col T --columns A,B --window 32 ...)."""
@@ -30,6 +35,7 @@ class Options:
     window: int = field(default=32, metadata={"help": "series: rows in each window the VAE sees (default 32)"})
     train_rows: int | None = field(default=None, metadata={
         "help": "series: fit on the first N rows of each file only (default: all rows)"})
+    changes: str = field(default="auto", metadata={"help": CHANGES_HELP})
 
     def __post_init__(self):
         if not 2 <= self.window <= 4096:
@@ -74,6 +80,7 @@ class DetectOptions:
     columns: list[str] = option(help="the channels (default: every column but the time and label columns)",
                                 default_factory=list)
     window: int = option(32, "rows in each window (default 32)")
+    changes: str = option("auto", CHANGES_HELP.removeprefix("series: "))
     probation: str | None = option(None, "rows (or a share, e.g. 0.15) learned from before any score: default "
                                          "NAB's, 15% of the file and at most 750 rows", metavar="ROWS|SHARE")
     refit_every: int | None = option(None, "refit on everything seen so far every ROWS rows (default: each time "
@@ -153,20 +160,22 @@ class SeriesKind(Kind):
         """Windows at latent codes z: per code, each channel's values over the window."""
         import torch
 
-        from .commands import unscaled
+        from .commands import drawn_windows
 
         with torch.no_grad():
-            means = unscaled(run.vae.decode(z).base_dist.loc.numpy(), run.schema)  # (N, C, W)
+            means = drawn_windows(run.vae.decode(z).base_dist.loc.numpy(), run.schema)  # (N, C, W)
         return [{c: [round(float(v), 6) for v in window[i]] for i, c in enumerate(run.schema["columns"])}
                 for window in means]
 
     def export_notes(self, run) -> dict:
         return {"schema": run.schema,
-                "x": "windows (B, channels, window) of the newest rows, each channel minus its centre over its spread",
+                "x": "windows (B, channels, window) of the newest rows, each channel (its change from the row before "
+                     "for the schema's changes) minus its centre over its spread",
                 "params": "per point a mean and a log-scale: (B, 2 * channels, window), means first"}
 
     def schema_summary(self, run) -> dict:
-        return {"columns": run.schema["columns"], "time_col": run.schema["time_col"], "window": run.schema["window"]}
+        return {"columns": run.schema["columns"], "time_col": run.schema["time_col"], "window": run.schema["window"],
+                "changes": run.schema.get("changes", [])}
 
     def nets(self, model_cfg, schema: dict) -> Nets:
         from ...nets import MLPDecoder

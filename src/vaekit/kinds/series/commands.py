@@ -19,7 +19,8 @@ from ...calibrate import usable_cores
 from ...config import Config, DataConfig
 from ...data import Splits
 from ...errors import VaekitError
-from .data import Stream, channels, filled, fit_scaling, read_stream, scaled, stream_files, time_column, windows
+from .data import (Stream, changes_of, channels, filled, fit_scaling, modelled_names, read_stream, scaled, stream_files,
+                   time_column, windows)
 from .model import point_scores, trailing_mean
 
 TAIL = 0.1  # the top share of training scores whose excess an exponential tail models
@@ -53,7 +54,7 @@ def load_streams(paths: list[Path], cfg: DataConfig, options, schema: dict | Non
                 raise VaekitError(f"{s.path}: {len(s.values)} rows, shorter than one window ({options.window})")
         train = [s.values[: training_rows(s, options.train_rows)] for s in streams]
         schema = {"time_col": tcol, "columns": names, "window": options.window, "x_shape": [len(names), options.window],
-                  **fit_scaling(train, names, cfg.name)}
+                  **fit_scaling(train, names, cfg.name, options.changes)}
     val_share = cfg.val_fraction if cfg.val_fraction is not None else 0.1
     parts = {"train": [], "val": [], "test": []}
     for s in streams:
@@ -98,8 +99,18 @@ def frame_windows(run, frame) -> torch.Tensor:
 
 
 def unscaled(x: np.ndarray, schema: dict) -> np.ndarray:
-    """(..., C, W) scaled values back in the channels' units."""
+    """(..., C, W) scaled values back in the channels' units (changes for the run's `changes`)."""
     return x * np.array(schema["spread"])[:, None] + np.array(schema["centre"])[:, None]
+
+
+def drawn_windows(x: np.ndarray, schema: dict) -> np.ndarray:
+    """(N, C, W) windows the decoder drew, in the channels' units and levels: a channel modelled
+    by its changes adds them up from its training rows' median."""
+    out = unscaled(x, schema)
+    for c, level in zip(schema.get("changes", []), schema.get("level", [])):
+        i = schema["columns"].index(c)
+        out[:, i] = level + np.cumsum(out[:, i], axis=-1)
+    return out
 
 
 @torch.no_grad()
@@ -108,7 +119,7 @@ def sample(run, opts) -> pd.DataFrame:
     window, step, then the channels)."""
     g = torch.Generator().manual_seed(opts.seed)
     z = run.vae.prior.sample(opts.num, opts.temperature, g, run.vae.encode)
-    means = unscaled(run.vae.decode(z).base_dist.loc.numpy(), run.schema)  # (N, C, W)
+    means = drawn_windows(run.vae.decode(z).base_dist.loc.numpy(), run.schema)  # (N, C, W)
     n, c, w = means.shape
     frame = pd.DataFrame(means.transpose(0, 2, 1).reshape(n * w, c), columns=run.schema["columns"])
     frame.insert(0, "step", np.tile(np.arange(w), n))
@@ -119,7 +130,8 @@ def sample(run, opts) -> pd.DataFrame:
 @torch.no_grad()
 def reconstruct(run, opts) -> pd.DataFrame:
     """Each input row (its newest point) beside the decoder's mean for it at its window's
-    posterior mean: columns row, then each channel and channel_reconstruction."""
+    posterior mean: columns row, then each channel and channel_reconstruction (a channel modelled
+    by its changes as `NAME (change)`)."""
     x, _, times = run.inputs_with_ids(opts.data, opts.data_dir)
     x = x[: opts.num]
     rec = run.vae.decode(run.vae.encode(x).mean).base_dist.loc.numpy()[..., -1]  # (N, C)
@@ -128,7 +140,7 @@ def reconstruct(run, opts) -> pd.DataFrame:
     frame = pd.DataFrame({"row": np.arange(len(x))})
     if times is not None:
         frame[run.schema["time_col"]] = times[: len(x)]
-    for i, name in enumerate(run.schema["columns"]):
+    for i, name in enumerate(modelled_names(run.schema)):
         frame[name], frame[f"{name}_reconstruction"] = newest[:, i], rec[:, i]
     return frame
 
@@ -295,7 +307,7 @@ def fit_stream(values: np.ndarray, names: list[str], opts, path: str, seed: int,
          "train.precision": "fp32", "train.compile": False, "train.threads": 1})
     schema = {"time_col": "t", "columns": names, "window": window, "x_shape": [values.shape[1], window]}
     try:
-        schema |= fit_scaling([values], schema["columns"], path)
+        schema |= fit_scaling([values], schema["columns"], path, opts.changes)
     except VaekitError:  # a channel flat so far: scale it by 1 until it moves
         v = values[~np.isnan(values).any(1)] if np.isnan(values).any() else values
         schema |= {"centre": np.median(v, axis=0).tolist() if len(v) else [0.0] * values.shape[1],
@@ -413,6 +425,7 @@ def detect(opts) -> None:
     for s in streams:
         if len(s.values) < 2:
             raise VaekitError(f"{s.path}: fewer than 2 rows")
+        changes_of([s.values], channel_names(s, opts), opts.changes)  # names checked before any fit
     if many:
         out.mkdir(parents=True, exist_ok=True)
     targets = [out / (p.relative_to(root) if root else Path(p.name)) if many else out for p in paths]
@@ -507,7 +520,7 @@ def report_sections(run, splits) -> list[str]:
     x = splits.test_x
     p = calibrated(point_scores(run.vae, x).sum(1).numpy(), calibration_of(run))
     values = unscaled(x.numpy(), run.schema)[..., -1]  # (N, C): each row's newest point
-    fig = stream_figure(np.arange(len(p)), values, run.schema["columns"], p, 0.99)
+    fig = stream_figure(np.arange(len(p)), values, modelled_names(run.schema), p, 0.99)
     return ["<h2>The test rows and their scores</h2>" + figure(data_uri(figure_png(fig)),
             "Each channel (red: flagged rows), then how rare each row's score is among the training rows "
             "(dashed: the flagging threshold, 0.99)")]
