@@ -181,6 +181,22 @@ def test_a_channel_that_wanders_is_modelled_by_its_changes(valve, valve_run, tmp
     assert len(drawn) == 4 * 32 and seen.min() - np.ptp(seen) < drawn.min() <= drawn.max() < seen.max() + np.ptp(seen)
 
 
+def test_wandering_is_judged_stretch_by_stretch():
+    """SKAB's anomaly-free recording (2.6 hours): over the whole of it the vibrations and the flow
+    rate step between states and look slow, but within stretches of 128 rows only the two
+    temperatures wander. A lone channel, or one that climbs by a fixed step, keeps its level."""
+    from vaekit.kinds.series.data import changes_of
+
+    frame = pd.read_csv(shared("skab/anomaly-free/anomaly-free.csv", "SKAB"), sep=";")
+    names = [c for c in frame.columns if c != "datetime"]
+    values = frame[names].to_numpy(dtype=float)
+    assert changes_of([values], names, "auto", 128) == ["Temperature", "Thermocouple"]
+    assert len(changes_of([values], names, "auto", len(values))) == 5  # one stretch: the states look like drift
+    assert changes_of([values[:, [4]]], ["Temperature"]) == []
+    assert changes_of([np.c_[np.arange(500.0), values[:500, 4]]], ["count", "Temperature"]) == ["Temperature"]
+    assert changes_of([values], names, "none") == [] and changes_of([values], names, "Pressure") == ["Pressure"]
+
+
 def test_detect_ranks_a_value_past_the_stream_range_above_its_past(taxi, tmp_path):
     from vaekit.kinds.series.commands import overshoot
 

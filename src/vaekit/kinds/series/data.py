@@ -13,6 +13,7 @@ stream repeat its first row on the left, so every row gets a window and a score.
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,14 +134,16 @@ def filled(values: np.ndarray) -> np.ndarray:
     return frame.fillna(0.0).to_numpy()
 
 
-def changes_of(train_values: list[np.ndarray], names: list[str], given: str = "auto") -> list[str]:
+def changes_of(train_values: list[np.ndarray], names: list[str], given: str = "auto", stretch: int = 128) -> list[str]:
     """The channels modelled by their change from the row before instead of their level: `given`
     names them (comma-separated), `none` none, and `auto`, with several channels, those that
-    wander over the training rows (mean squared change below the variance: neighbouring rows
-    correlate above 0.5). A slow channel such as a machine's temperature drifts past the range of
-    a short training stretch, and a model of its level then calls the drift a fault (SKAB: 66%
-    false alarms with levels, 8% with changes, docs/series.md). A lone channel keeps its level:
-    it is all the stream has to say."""
+    wander: over stretches of `stretch` training rows, their mean squared change is below their
+    variance (neighbouring rows correlate above 0.5), at the median stretch. A slow channel such as
+    a machine's temperature drifts past the range of a short training stretch, and a model of its
+    level then calls the drift a fault (SKAB: 66% false alarms with levels, 10% with changes,
+    docs/series.md). Measured stretch by stretch, a channel that is noisy within each of several
+    states it steps between (a vibration) keeps its level: a step is news. A lone channel keeps
+    its level too: it is all the stream has to say."""
     if given == "none":
         return []
     if given != "auto":
@@ -151,14 +154,19 @@ def changes_of(train_values: list[np.ndarray], names: list[str], given: str = "a
         return chosen
     if len(names) < 2:
         return []
-    out = []
-    for i, name in enumerate(names):
-        steps = np.concatenate([np.diff(v[:, i]) for v in train_values])
-        steps, level = steps[~np.isnan(steps)], np.concatenate([v[:, i] for v in train_values])
-        level = level[~np.isnan(level)]
-        if len(steps) and np.ptp(steps) > 0 and (steps ** 2).mean() < level.var():
-            out.append(name)
-    return out
+    ratios = []  # (stretches, C): mean squared change over variance
+    for v in train_values:
+        for start in range(0, max(len(v) - stretch, 0) + 1, stretch):
+            part = v[start : start + stretch]
+            with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a stretch of one value or all gaps
+                ratios.append(np.nanmean(np.diff(part, axis=0) ** 2, axis=0) / np.nanvar(part, axis=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        median = np.nanmedian(np.array(ratios), axis=0)
+        steps = np.concatenate([np.diff(v, axis=0) for v in train_values])
+        moving = np.nanstd(steps, axis=0) > 0  # a channel that climbs by one fixed step keeps its level
+    return [name for name, r, m in zip(names, median, moving) if r < 1 and m]
 
 
 def changed(values: np.ndarray, names: list[str], changes: list[str]) -> np.ndarray:
@@ -172,7 +180,8 @@ def changed(values: np.ndarray, names: list[str], changes: list[str]) -> np.ndar
     return out
 
 
-def fit_scaling(train_values: list[np.ndarray], names: list[str], source: str, changes: str = "none") -> dict:
+def fit_scaling(train_values: list[np.ndarray], names: list[str], source: str, changes: str = "none",
+                stretch: int = 128) -> dict:
     """Per-channel centre (median) and spread (the interquartile range, or the std where the
     IQR is 0) of the training rows, after the channels chosen by `changes` (changes_of) become
     their changes; a channel that never changes is refused."""
@@ -181,7 +190,7 @@ def fit_scaling(train_values: list[np.ndarray], names: list[str], source: str, c
         if not np.isfinite(v).any() or np.ptp(v[~np.isnan(v)]) == 0:
             raise VaekitError(f"{source}: channel {name!r} is constant over the training rows; leave it out with "
                               "--columns")
-    moved = changes_of(train_values, names, changes)
+    moved = changes_of(train_values, names, changes, stretch)
     levels = np.concatenate(train_values)
     rows = np.concatenate([changed(t, names, moved) for t in train_values])
     centre, spread = [], []
@@ -197,6 +206,8 @@ def fit_scaling(train_values: list[np.ndarray], names: list[str], source: str, c
     level = [float(np.nanmedian(levels[:, names.index(c)])) for c in moved]  # where drawn windows start
     return {"centre": centre, "spread": spread, "changes": moved, "level": level}
 
+
+STRETCH = 4  # windows in a stretch over which `changes_of` asks whether a channel wanders
 
 CLIP = 50.0  # scaled values are kept within +-CLIP spreads: far enough to score as anomalous, near enough to train on
 
