@@ -185,7 +185,8 @@ def test_wandering_is_judged_stretch_by_stretch():
     """SKAB's anomaly-free recording (2.6 hours): over the whole of it the vibrations and the flow
     rate step between states and look slow, but within stretches of 128 rows only the two
     temperatures wander. A lone channel, or one that climbs by a fixed step, keeps its level."""
-    from vaekit.kinds.series.data import changes_of
+    from vaekit.errors import VaekitError
+    from vaekit.kinds.series.data import changes_of, fit_scaling
 
     frame = pd.read_csv(shared("skab/anomaly-free/anomaly-free.csv", "SKAB"), sep=";")
     names = [c for c in frame.columns if c != "datetime"]
@@ -195,6 +196,10 @@ def test_wandering_is_judged_stretch_by_stretch():
     assert changes_of([values[:, [4]]], ["Temperature"]) == []
     assert changes_of([np.c_[np.arange(500.0), values[:500, 4]]], ["count", "Temperature"]) == ["Temperature"]
     assert changes_of([values], names, "none") == [] and changes_of([values], names, "Pressure") == ["Pressure"]
+    gappy = values[:500, :2].copy()
+    gappy[::2, 0] = np.nan  # never two rows in a row: no change to model
+    with pytest.raises(VaekitError, match="no two neighbouring rows"):
+        fit_scaling([gappy], names[:2], "gappy.csv", names[0])
 
 
 def test_detect_ranks_a_value_past_the_stream_range_above_its_past(taxi, tmp_path):

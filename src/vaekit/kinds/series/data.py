@@ -159,7 +159,7 @@ def changes_of(train_values: list[np.ndarray], names: list[str], given: str = "a
         for start in range(0, max(len(v) - stretch, 0) + 1, stretch):
             part = v[start : start + stretch]
             with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # a stretch of one value or all gaps
+                warnings.simplefilter("ignore", RuntimeWarning)  # a stretch of one value or of gaps only
                 ratios.append(np.nanmean(np.diff(part, axis=0) ** 2, axis=0) / np.nanvar(part, axis=0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -196,6 +196,8 @@ def fit_scaling(train_values: list[np.ndarray], names: list[str], source: str, c
     centre, spread = [], []
     for i in range(len(names)):
         v = rows[:, i][~np.isnan(rows[:, i])]
+        if len(v) == 0:  # a channel never seen on two rows in a row has no change to model
+            raise VaekitError(f"{source}: channel {names[i]!r} has no two neighbouring rows; leave it out of --changes")
         q1, q3 = np.quantile(v, [0.25, 0.75])
         # The IQR's normal-equivalent spread, but not below a quarter of the std: a metric that sits
         # on one value with rare excursions (a CPU at 0.13% with spikes to 1.5%) would otherwise
