@@ -475,7 +475,6 @@ def fastest_products(runs: dict[str, Served], threads: int | None = None) -> boo
     (calibrate.py; torch.mm was 7-10% faster here, oneDNN 2x on an AVX-512 one). Timed on up to
     1,000 validation inputs of the first run scored in batches; None where there is nothing to
     time or no oneDNN."""
-
     served = next((s for s in runs.values() if s.normal is not None and not s.scores_own_way
                    and anomaly.batchable(s.model.vae)), None)
     if not ONEDNN_X86 or served is None:

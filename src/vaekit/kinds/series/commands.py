@@ -19,8 +19,8 @@ from ...calibrate import usable_cores
 from ...config import Config, DataConfig
 from ...data import Splits
 from ...errors import VaekitError
-from .data import (STRETCH, Stream, changes_of, channels, filled, fit_scaling, modelled_names, read_stream, scaled,
-                   stream_files, time_column, windows)
+from .data import (STRETCH, Stream, channels, filled, fit_scaling, modelled_names, named_changes, read_stream,
+                   scaled, stream_files, time_column, windows)
 from .model import point_scores, trailing_mean
 
 TAIL = 0.1  # the top share of training scores whose excess an exponential tail models
@@ -425,7 +425,7 @@ def detect(opts) -> None:
     for s in streams:
         if len(s.values) < 2:
             raise VaekitError(f"{s.path}: fewer than 2 rows")
-        changes_of([s.values], channel_names(s, opts), opts.changes)  # names checked before any fit
+        named_changes(opts.changes, channel_names(s, opts))  # names checked before any fit
     if many:
         out.mkdir(parents=True, exist_ok=True)
     targets = [out / (p.relative_to(root) if root else Path(p.name)) if many else out for p in paths]

@@ -144,29 +144,30 @@ def changes_of(train_values: list[np.ndarray], names: list[str], given: str = "a
     docs/series.md). Measured stretch by stretch, a channel that is noisy within each of several
     states it steps between (a vibration) keeps its level: a step is news. A lone channel keeps
     its level too: it is all the stream has to say."""
-    if given == "none":
-        return []
-    if given != "auto":
-        chosen = [c.strip() for c in given.split(",") if c.strip()]
-        unknown = [c for c in chosen if c not in names]
-        if unknown:
-            raise VaekitError(f"--changes: no channel {unknown[0]!r} (the channels are {', '.join(names[:8])})")
-        return chosen
+    named = named_changes(given, names)
+    if named is not None:
+        return named
     if len(names) < 2:
         return []
-    ratios = []  # (stretches, C): mean squared change over variance
-    for v in train_values:
-        for start in range(0, max(len(v) - stretch, 0) + 1, stretch):
-            part = v[start : start + stretch]
-            with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # a stretch of one value or of gaps only
-                ratios.append(np.nanmean(np.diff(part, axis=0) ** 2, axis=0) / np.nanvar(part, axis=0))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a stretch of one value or of gaps only
+        parts = [v[a : a + stretch] for v in train_values for a in range(0, max(len(v) - stretch, 0) + 1, stretch)]
+        ratios = [np.nanmean(np.diff(p, axis=0) ** 2, axis=0) / np.nanvar(p, axis=0) for p in parts]  # (stretches, C)
         median = np.nanmedian(np.array(ratios), axis=0)
         steps = np.concatenate([np.diff(v, axis=0) for v in train_values])
         moving = np.nanstd(steps, axis=0) > 0  # a channel that climbs by one fixed step keeps its level
     return [name for name, r, m in zip(names, median, moving) if r < 1 and m]
+
+
+def named_changes(given: str, names: list[str]) -> list[str] | None:
+    """The channels `--changes` names (none for `none`), checked against `names`; None for `auto`."""
+    if given == "auto":
+        return None
+    chosen = [] if given == "none" else [c.strip() for c in given.split(",") if c.strip()]
+    unknown = [c for c in chosen if c not in names]
+    if unknown:
+        raise VaekitError(f"--changes: no channel {unknown[0]!r} (the channels are {', '.join(names[:8])})")
+    return chosen
 
 
 def changed(values: np.ndarray, names: list[str], changes: list[str]) -> np.ndarray:
@@ -185,13 +186,13 @@ def fit_scaling(train_values: list[np.ndarray], names: list[str], source: str, c
     """Per-channel centre (median) and spread (the interquartile range, or the std where the
     IQR is 0) of the training rows, after the channels chosen by `changes` (changes_of) become
     their changes; a channel that never changes is refused."""
+    levels = np.concatenate(train_values)
     for i, name in enumerate(names):
-        v = np.concatenate([t[:, i] for t in train_values])
-        if not np.isfinite(v).any() or np.ptp(v[~np.isnan(v)]) == 0:
+        v = levels[:, i][~np.isnan(levels[:, i])]
+        if len(v) == 0 or np.ptp(v) == 0:
             raise VaekitError(f"{source}: channel {name!r} is constant over the training rows; leave it out with "
                               "--columns")
     moved = changes_of(train_values, names, changes, stretch)
-    levels = np.concatenate(train_values)
     rows = np.concatenate([changed(t, names, moved) for t in train_values])
     centre, spread = [], []
     for i in range(len(names)):
