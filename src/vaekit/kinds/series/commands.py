@@ -19,8 +19,8 @@ from ...calibrate import usable_cores
 from ...config import Config, DataConfig
 from ...data import Splits
 from ...errors import VaekitError
-from .data import (STRETCH, Stream, channels, filled, fit_scaling, modelled_names, named_changes, read_stream,
-                   scaled, stream_files, time_column, windows)
+from .data import (Stream, channels, filled, fit_scaling, modelled_names, named_changes, read_stream, scaled,
+                   stream_files, time_column, windows)
 from .model import point_scores, trailing_mean
 
 TAIL = 0.1  # the top share of training scores whose excess an exponential tail models
@@ -54,7 +54,7 @@ def load_streams(paths: list[Path], cfg: DataConfig, options, schema: dict | Non
                 raise VaekitError(f"{s.path}: {len(s.values)} rows, shorter than one window ({options.window})")
         train = [s.values[: training_rows(s, options.train_rows)] for s in streams]
         schema = {"time_col": tcol, "columns": names, "window": options.window, "x_shape": [len(names), options.window],
-                  **fit_scaling(train, names, cfg.name, options.changes, STRETCH * options.window)}
+                  **fit_scaling(train, names, cfg.name, options.changes, options.window)}
     val_share = cfg.val_fraction if cfg.val_fraction is not None else 0.1
     parts = {"train": [], "val": [], "test": []}
     for s in streams:
@@ -307,7 +307,7 @@ def fit_stream(values: np.ndarray, names: list[str], opts, path: str, seed: int,
          "train.precision": "fp32", "train.compile": False, "train.threads": 1})
     schema = {"time_col": "t", "columns": names, "window": window, "x_shape": [values.shape[1], window]}
     try:
-        schema |= fit_scaling([values], schema["columns"], path, opts.changes, STRETCH * window)
+        schema |= fit_scaling([values], schema["columns"], path, opts.changes, window)
     except VaekitError:  # a channel flat so far: scale it by 1 until it moves
         v = values[~np.isnan(values).any(1)] if np.isnan(values).any() else values
         schema |= {"centre": np.median(v, axis=0).tolist() if len(v) else [0.0] * values.shape[1],

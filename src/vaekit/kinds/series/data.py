@@ -26,6 +26,7 @@ from ...tabular import read_table
 
 TIME_NAMES = ("timestamp", "datetime", "time", "date", "ts")
 LABEL_NAMES = ("anomaly", "changepoint", "label", "is_anomaly")  # never channels unless named
+STRETCH = 4  # windows in a stretch over which `changes_of` asks whether a channel wanders
 
 
 @dataclass
@@ -134,7 +135,8 @@ def filled(values: np.ndarray) -> np.ndarray:
     return frame.fillna(0.0).to_numpy()
 
 
-def changes_of(train_values: list[np.ndarray], names: list[str], given: str = "auto", stretch: int = 128) -> list[str]:
+def changes_of(train_values: list[np.ndarray], names: list[str], given: str = "auto",
+               stretch: int = STRETCH * 32) -> list[str]:
     """The channels modelled by their change from the row before instead of their level: `given`
     names them (comma-separated), `none` none, and `auto`, with several channels, those that
     wander: over stretches of `stretch` training rows, their mean squared change is below their
@@ -182,17 +184,17 @@ def changed(values: np.ndarray, names: list[str], changes: list[str]) -> np.ndar
 
 
 def fit_scaling(train_values: list[np.ndarray], names: list[str], source: str, changes: str = "none",
-                stretch: int = 128) -> dict:
+                window: int = 32) -> dict:
     """Per-channel centre (median) and spread (the interquartile range, or the std where the
-    IQR is 0) of the training rows, after the channels chosen by `changes` (changes_of) become
-    their changes; a channel that never changes is refused."""
+    IQR is 0) of the training rows, after the channels chosen by `changes` (changes_of, over
+    stretches of STRETCH windows) become their changes; a channel that never changes is refused."""
     levels = np.concatenate(train_values)
     for i, name in enumerate(names):
         v = levels[:, i][~np.isnan(levels[:, i])]
         if len(v) == 0 or np.ptp(v) == 0:
             raise VaekitError(f"{source}: channel {name!r} is constant over the training rows; leave it out with "
                               "--columns")
-    moved = changes_of(train_values, names, changes, stretch)
+    moved = changes_of(train_values, names, changes, STRETCH * window)
     rows = np.concatenate([changed(t, names, moved) for t in train_values])
     centre, spread = [], []
     for i in range(len(names)):
@@ -209,8 +211,6 @@ def fit_scaling(train_values: list[np.ndarray], names: list[str], source: str, c
     level = [float(np.nanmedian(levels[:, names.index(c)])) for c in moved]  # where drawn windows start
     return {"centre": centre, "spread": spread, "changes": moved, "level": level}
 
-
-STRETCH = 4  # windows in a stretch over which `changes_of` asks whether a channel wanders
 
 CLIP = 50.0  # scaled values are kept within +-CLIP spreads: far enough to score as anomalous, near enough to train on
 
