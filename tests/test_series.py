@@ -200,6 +200,17 @@ def test_wandering_is_judged_stretch_by_stretch():
     gappy[::2, 0] = np.nan  # never two rows in a row: no change to model
     with pytest.raises(VaekitError, match="no two neighbouring rows"):
         fit_scaling([gappy], names[:2], "gappy.csv", names[0])
+    # detect's refits: a channel flat so far is scaled by 1 about its value, and the others are
+    # judged as ever (the temperatures still by their changes).
+    flat = values[:500].copy()
+    flat[:, 0] = 0.25
+    with pytest.raises(VaekitError, match="constant"):
+        fit_scaling([flat], names, "flat.csv", "auto")
+    schema = fit_scaling([flat], names, "flat.csv", "auto", flat="unit")
+    assert schema["changes"] == ["Temperature", "Thermocouple"]
+    assert (schema["centre"][0], schema["spread"][0]) == (0.25, 1.0) and min(schema["spread"][1:]) > 0
+    with pytest.raises(VaekitError, match="no two neighbouring rows"):
+        fit_scaling([gappy], names[:2], "gappy.csv", names[0], flat="unit")
 
 
 def test_detect_ranks_a_value_past_the_stream_range_above_its_past(taxi, tmp_path):
@@ -303,6 +314,14 @@ def test_bad_streams_give_one_line(taxi_run, taxi, valve, tmp_path):
     one_line_error(vaekit_cli("anomaly", taxi_run, "--data", valve), "0.csv", "time column")
     one_line_error(vaekit_cli("train", "--data", taxi, "--kind", "series", "--changes", "speed", "--out",
                               tmp_path / "r"), "--changes", "speed")
+    # A channel named in --changes that the first fit never sees on two rows in a row: refused
+    # by detect before any fit, as by train.
+    rig = pd.read_csv(valve, sep=";").head(300)
+    rig.loc[::2, "Pressure"] = np.nan
+    rig.to_csv(tmp_path / "gaps.csv", sep=";", index=False)
+    one_line_error(vaekit_cli("detect", "--data", tmp_path / "gaps.csv", "--kind", "series", "--changes", "Pressure",
+                              "--out", tmp_path / "g.csv"), "gaps.csv", "no two neighbouring rows")
+    assert not (tmp_path / "g.csv").exists()
     # A clock put back (daylight saving) or a repeated time: said once, the rows scored in the file's order.
     data.iloc[[0, 1, 1, 3, 2, *range(4, 100)]].to_csv(tmp_path / "dst.csv", index=False)
     done = vaekit_cli("anomaly", taxi_run, "--data", tmp_path / "dst.csv", "--out", tmp_path / "dst_scores.csv")

@@ -19,7 +19,7 @@ from ...calibrate import usable_cores
 from ...config import Config, DataConfig
 from ...data import Splits
 from ...errors import VaekitError
-from .data import (Stream, channels, filled, fit_scaling, modelled_names, named_changes, read_stream, scaled,
+from .data import (Stream, channels, filled, fit_scaling, modelled_names, read_stream, scaled,
                    stream_files, time_column, windows)
 from .model import point_scores, trailing_mean
 
@@ -306,12 +306,7 @@ def fit_stream(values: np.ndarray, names: list[str], opts, path: str, seed: int,
         {"data.name": path, "data.kind": "series", "data.options.window": window, "train.seed": seed,
          "train.precision": "fp32", "train.compile": False, "train.threads": 1})
     schema = {"time_col": "t", "columns": names, "window": window, "x_shape": [values.shape[1], window]}
-    try:
-        schema |= fit_scaling([values], schema["columns"], path, opts.changes, window)
-    except VaekitError:  # a channel flat so far: scale it by 1 until it moves
-        v = values[~np.isnan(values).any(1)] if np.isnan(values).any() else values
-        schema |= {"centre": np.median(v, axis=0).tolist() if len(v) else [0.0] * values.shape[1],
-                   "spread": [float(s) if s > 0 else 1.0 for s in (v.std(0) if len(v) else np.ones(values.shape[1]))]}
+    schema |= fit_scaling([values], names, path, opts.changes, window, flat="unit")
     x = windows(scaled(values, schema), window)
     held = max(1, len(x) // 10)
     splits = Splits(x[: len(x) - held], None, x[len(x) - held :], None, x[len(x) - held :], None)
@@ -425,7 +420,8 @@ def detect(opts) -> None:
     for s in streams:
         if len(s.values) < 2:
             raise VaekitError(f"{s.path}: fewer than 2 rows")
-        named_changes(opts.changes, channel_names(s, opts))  # names checked before any fit
+        first = s.values[: probation_rows(opts.probation, len(s.values))]  # what the first fit will see
+        fit_scaling([first], channel_names(s, opts), s.path, opts.changes, opts.window, flat="unit")
     if many:
         out.mkdir(parents=True, exist_ok=True)
     targets = [out / (p.relative_to(root) if root else Path(p.name)) if many else out for p in paths]

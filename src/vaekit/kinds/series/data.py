@@ -184,21 +184,29 @@ def changed(values: np.ndarray, names: list[str], changes: list[str]) -> np.ndar
 
 
 def fit_scaling(train_values: list[np.ndarray], names: list[str], source: str, changes: str = "none",
-                window: int = 32) -> dict:
+                window: int = 32, flat: str = "refuse") -> dict:
     """Per-channel centre (median) and spread (the interquartile range, or the std where the
     IQR is 0) of the training rows, after the channels chosen by `changes` (changes_of, over
-    stretches of STRETCH windows) become their changes; a channel that never changes is refused."""
+    stretches of STRETCH windows) become their changes. A channel that never changes is refused,
+    or with `flat="unit"` (detect's refits: it may move later) scaled by 1 about its value."""
     levels = np.concatenate(train_values)
+    still = []
     for i, name in enumerate(names):
         v = levels[:, i][~np.isnan(levels[:, i])]
         if len(v) == 0 or np.ptp(v) == 0:
-            raise VaekitError(f"{source}: channel {name!r} is constant over the training rows; leave it out with "
-                              "--columns")
+            if flat != "unit":
+                raise VaekitError(f"{source}: channel {name!r} is constant over the training rows; leave it out "
+                                  "with --columns")
+            still.append(i)
     moved = changes_of(train_values, names, changes, STRETCH * window)
     rows = np.concatenate([changed(t, names, moved) for t in train_values])
     centre, spread = [], []
     for i in range(len(names)):
         v = rows[:, i][~np.isnan(rows[:, i])]
+        if i in still:  # flat (or missing) so far, in detect: scaled by 1 about its value until it moves
+            centre.append(float(np.median(v)) if len(v) else 0.0)
+            spread.append(1.0)
+            continue
         if len(v) == 0:  # a channel never seen on two rows in a row has no change to model
             raise VaekitError(f"{source}: channel {names[i]!r} has no two neighbouring rows; leave it out of --changes")
         q1, q3 = np.quantile(v, [0.25, 0.75])
