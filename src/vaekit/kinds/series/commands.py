@@ -242,7 +242,7 @@ def write_scores(out: Path, time_col: str, times: list[str], result: dict) -> No
                           "flagged": result["flagged"]})
     if "top_columns" in result:
         frame["top_columns"] = result["top_columns"]
-    files.atomic_write(out, frame.to_csv(index=False, lineterminator="\n", float_format="%.17g").encode())
+    files.atomic_write(out, frame.to_csv(index=False, lineterminator="\n").encode())
 
 
 def anomaly(run, opts) -> None:

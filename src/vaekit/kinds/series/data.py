@@ -82,13 +82,21 @@ def channels(frame: pd.DataFrame, time_col: str, given: list[str], path: Path) -
     return out
 
 
+def is_number(cell) -> bool:
+    try:
+        float(cell)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
 def parse_times(cells: pd.Series, path: Path, column: str) -> np.ndarray:
     """Times as datetime64 nanoseconds (or numbers, for a numeric time column); an unparsable cell
     is refused. Repeated times and times that go back (a clock put back for daylight saving, as
     in four of NAB's files) are said in one warning and kept in the file's order: the rows are
     scored in the order they arrive, as a stream's are."""
-    numbers = pd.to_numeric(cells, errors="coerce")
-    if numbers.notna().all():
+    numbers = pd.to_numeric(cells, errors="coerce") if is_number(cells.iloc[0]) else None  # a date: no pass
+    if numbers is not None and numbers.notna().all():
         t = numbers.to_numpy(dtype=np.float64)
     else:
         parsed = pd.to_datetime(cells, errors="coerce", format="mixed")
