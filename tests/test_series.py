@@ -294,6 +294,21 @@ def test_trailing_mean_is_causal():
     assert np.allclose(trailing_mean(v[:20], 4), trailing_mean(v, 4)[:20]) and trailing_mean(v, 1) is v
 
 
+def test_scores_are_written_exactly_and_quoted_only_where_needed(tmp_path):
+    from vaekit.kinds.series.commands import write_scores
+
+    score = np.r_[0.0, 1 - 1e-12, np.random.default_rng(0).random(998)]
+    result = {"anomaly_score": score, "flagged": (score > 0.99).astype(int)}
+    write_scores(tmp_path / "a.csv", "time", [str(i) for i in range(1000)], result)
+    text = (tmp_path / "a.csv").read_text()
+    assert text.startswith("time,anomaly_score,flagged\n0,0") and '"' not in text
+    assert np.array_equal(pd.read_csv(tmp_path / "a.csv")["anomaly_score"].to_numpy(), score)  # every digit kept
+    tops = ["flow, m3/h;pressure"] + ["pressure"] * 999  # a channel name with a comma
+    write_scores(tmp_path / "b.csv", "time", [str(i) for i in range(1000)], result | {"top_columns": tops})
+    back = pd.read_csv(tmp_path / "b.csv")
+    assert back["top_columns"].tolist() == tops and np.array_equal(back["anomaly_score"].to_numpy(), score)
+
+
 def test_bad_streams_give_one_line(taxi_run, taxi, valve, tmp_path):
     data = pd.read_csv(taxi, dtype=str).head(100)
     cases = {
