@@ -206,11 +206,11 @@ def test_wandering_is_judged_stretch_by_stretch():
     flat[:, 0] = 0.25
     with pytest.raises(VaekitError, match="constant"):
         fit_scaling([flat], names, "flat.csv", "auto")
-    schema = fit_scaling([flat], names, "flat.csv", "auto", flat="unit")
+    schema = fit_scaling([flat], names, "flat.csv", "auto", allow_flat=True)
     assert schema["changes"] == ["Temperature", "Thermocouple"]
     assert (schema["centre"][0], schema["spread"][0]) == (0.25, 1.0) and min(schema["spread"][1:]) > 0
     with pytest.raises(VaekitError, match="no two neighbouring rows"):
-        fit_scaling([gappy], names[:2], "gappy.csv", names[0], flat="unit")
+        fit_scaling([gappy], names[:2], "gappy.csv", names[0], allow_flat=True)
 
 
 def test_detect_ranks_a_value_past_the_stream_range_above_its_past(taxi, tmp_path):

@@ -321,7 +321,7 @@ def fit_stream(values: np.ndarray, names: list[str], opts, path: str, seed: int,
         {"data.name": path, "data.kind": "series", "data.options.window": window, "train.seed": seed,
          "train.precision": "fp32", "train.compile": False, "train.threads": 1})
     schema = {"time_col": "t", "columns": names, "window": window, "x_shape": [values.shape[1], window]}
-    schema |= fit_scaling([values], names, path, opts.changes, window, flat="unit")
+    schema |= fit_scaling([values], names, path, opts.changes, window, allow_flat=True)
     x = windows(scaled(values, schema), window)
     held = max(1, len(x) // 10)
     splits = Splits(x[: len(x) - held], None, x[len(x) - held :], None, x[len(x) - held :], None)
@@ -436,7 +436,7 @@ def detect(opts) -> None:
         if len(s.values) < 2:
             raise VaekitError(f"{s.path}: fewer than 2 rows")
         first = s.values[: probation_rows(opts.probation, len(s.values))]  # what the first fit will see
-        fit_scaling([first], channel_names(s, opts), s.path, opts.changes, opts.window, flat="unit")
+        fit_scaling([first], channel_names(s, opts), s.path, opts.changes, opts.window, allow_flat=True)
     if many:
         out.mkdir(parents=True, exist_ok=True)
     targets = [out / (p.relative_to(root) if root else Path(p.name)) if many else out for p in paths]

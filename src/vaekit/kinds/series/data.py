@@ -82,20 +82,14 @@ def channels(frame: pd.DataFrame, time_col: str, given: list[str], path: Path) -
     return out
 
 
-def is_number(cell) -> bool:
-    try:
-        float(cell)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
 def parse_times(cells: pd.Series, path: Path, column: str) -> np.ndarray:
     """Times as datetime64 nanoseconds (or numbers, for a numeric time column); an unparsable cell
     is refused. Repeated times and times that go back (a clock put back for daylight saving, as
     in four of NAB's files) are said in one warning and kept in the file's order: the rows are
     scored in the order they arrive, as a stream's are."""
-    numbers = pd.to_numeric(cells, errors="coerce") if is_number(cells.iloc[0]) else None  # a date: no pass
+    # Numbers only if the first cell is one: a date column skips a failed parse of every cell.
+    numeric = pd.to_numeric(cells.iloc[:1], errors="coerce").notna().all()
+    numbers = pd.to_numeric(cells, errors="coerce") if numeric else None
     if numbers is not None and numbers.notna().all():
         t = numbers.to_numpy(dtype=np.float64)
     else:
@@ -192,20 +186,20 @@ def changed(values: np.ndarray, names: list[str], changes: list[str]) -> np.ndar
 
 
 def fit_scaling(train_values: list[np.ndarray], names: list[str], source: str, changes: str = "none",
-                window: int = 32, flat: str = "refuse") -> dict:
+                window: int = 32, allow_flat: bool = False) -> dict:
     """Per-channel centre (median) and spread (the interquartile range, or the std where the
     IQR is 0) of the training rows, after the channels chosen by `changes` (changes_of, over
     stretches of STRETCH windows) become their changes. A channel that never changes is refused,
-    or with `flat="unit"` (detect's refits: it may move later) scaled by 1 about its value."""
+    or with `allow_flat` (detect's refits: it may move later) scaled by 1 about its value."""
     levels = np.concatenate(train_values)
-    still = []
+    still = set()
     for i, name in enumerate(names):
         v = levels[:, i][~np.isnan(levels[:, i])]
         if len(v) == 0 or np.ptp(v) == 0:
-            if flat != "unit":
+            if not allow_flat:
                 raise VaekitError(f"{source}: channel {name!r} is constant over the training rows; leave it out "
                                   "with --columns")
-            still.append(i)
+            still.add(i)
     moved = changes_of(train_values, names, changes, STRETCH * window)
     rows = np.concatenate([changed(t, names, moved) for t in train_values])
     centre, spread = [], []
