@@ -8,8 +8,9 @@
    optimised and scores normalised as NAB does) for the standard, reward-low-FP and reward-low-FN
    profiles.
 2. SKAB (its outlier-detection leaderboard protocol): for each of the 34 labelled experiments,
-   `vaekit train --train-rows 400` on the file, `vaekit anomaly` of all its rows, with the default
-   score, with `--smooth 5` and with `--score recon_error --smooth 5`; `skab_eval.py` with the rule
+   `vaekit train --train-rows 400` on the file, `vaekit anomaly` of all its rows with the default
+   score (several channels: worst_channel over 8 rows), with `--score neg_elbo` (over 1 and 5 rows)
+   and with `--score worst_channel --smooth 5`; `skab_eval.py` with the rule
    `train-quantile:0.99` (an alarm above the 99th percentile of the file's 400 training scores),
    TP/FP/FN pooled. Then the same, each model trained on the anomaly-free recording instead.
 3. Speed: rows per second of `vaekit anomaly` on NAB's longest file with a trained run, the whole
@@ -48,8 +49,9 @@ def nab(data: Path, tools: Path, work: Path, extra: list[str]) -> None:
          "--json", str(report)])
 
 
-SCORINGS = {"defaults": [], "5-row mean": ["--smooth", "5"],
-            "recon_error, 5-row mean": ["--score", "recon_error", "--smooth", "5"]}
+SCORINGS = {"defaults (worst_channel, 8-row mean)": [], "neg_elbo": ["--score", "neg_elbo"],
+            "neg_elbo, 5-row mean": ["--score", "neg_elbo", "--smooth", "5"],
+            "worst_channel, 5-row mean": ["--score", "worst_channel", "--smooth", "5"]}
 
 
 def skab(data: Path, tools: Path, work: Path, extra: list[str]) -> None:
@@ -96,16 +98,17 @@ def speed(data: Path, work: Path) -> None:
     # The scoring itself, in this process: read, window, score and calibrate the file (median of 3).
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from vaekit.checkpoint import open_run
-    from vaekit.kinds.series.commands import calibration_of, read_streams, scored
+    from vaekit.kinds.series.commands import read_streams, scored, scoring
     from vaekit.kinds.series.data import scaled, windows
 
     trained = open_run(model)
+    score, smooth, cal = scoring(trained)
     times = []
     for _ in range(3):
         start = time.perf_counter()
         stream = read_streams(str(path), trained.schema)[0]
         scored(trained.vae, windows(scaled(stream.values, trained.schema), trained.schema["window"]),
-               calibration_of(trained), trained.schema["columns"], 0.01)
+               cal, trained.schema["columns"], 0.01, score, smooth)
         times.append(time.perf_counter() - start)
     print(f"scoring in process: {rows / statistics.median(times):,.0f} rows/s (read, window, score, calibrate; "
           "median of 3)", flush=True)

@@ -153,6 +153,36 @@ def test_several_channels_name_the_culprits_and_labels_give_figures(valve, valve
     assert smoothed["tp"] + smoothed["fn"] == figures["tp"] + figures["fn"] and 0.5 < smoothed["auroc"] <= 1
 
 
+def test_several_channels_score_their_worst_channel_in_held_out_units(valve, valve_run, taxi_run, tmp_path):
+    """By default a run of several channels scores each row by its worst channel's squared error in
+    units of that channel's error on the held-out training rows, over 8 rows; a lone channel by
+    its likelihood. A fault in one channel is named first and alarms."""
+    from vaekit.checkpoint import open_run
+    from vaekit.kinds.series.model import point_scores
+
+    cal = json.loads((valve_run / "calibration.json").read_text())
+    assert (cal["score"], cal["smooth"]) == ("worst_channel", 8)
+    run = open_run(str(valve_run))
+    held = point_scores(run.vae, run.splits().val_x, "recon_error").numpy()  # the file's rows 360-399
+    assert len(held) == 40
+    assert np.allclose(cal["channel_centre"], np.median(held, 0), rtol=1e-4, atol=1e-6)
+    assert np.allclose(cal["channel_spread"], held.std(0), rtol=1e-4, atol=1e-6)
+    assert json.loads((taxi_run / "calibration.json").read_text())["score"] == "neg_elbo"
+    data = pd.read_csv(valve, sep=";")
+    spread = data["Pressure"][:400].std()
+    data.loc[700:729, "Pressure"] += 8 * spread  # a step in one channel for 30 rows
+    data.to_csv(tmp_path / "fault.csv", sep=";", index=False)
+    assert main(["anomaly", str(valve_run), "--data", str(tmp_path / "fault.csv"), "--out", str(tmp_path / "a.csv")]) == 0
+    default = scores(tmp_path / "a.csv")
+    explicit = ["--score", "worst_channel", "--smooth", "8"]
+    assert main(["anomaly", str(valve_run), "--data", str(tmp_path / "fault.csv"), "--out", str(tmp_path / "b.csv"),
+                 *explicit]) == 0
+    assert default.equals(scores(tmp_path / "b.csv"))
+    fault = default.iloc[703:730]  # 8-row means from 4 rows into the step
+    assert (fault["flagged"] == 1).all() and (fault["top_columns"].str.split(";").str[0] == "Pressure").all()
+    assert default["flagged"][:400].mean() < 0.05
+
+
 def test_a_channel_that_wanders_is_modelled_by_its_changes(valve, valve_run, tmp_path):
     """The rig's temperatures wander over an experiment; warmed by 5 of their training spreads over
     170 rows, modelled by their levels they alarm, by their changes (auto) they do not."""

@@ -160,11 +160,17 @@ def cmd_data(args) -> None:
 
 
 def add_command_args(p: argparse.ArgumentParser, classes: list[type]) -> None:
-    """The flags of `classes` (the core's first, then the kinds'); a name two kinds share once."""
+    """The flags of `classes` (the core's first, then the kinds'); a name two kinds share once, with
+    the choices of all of them (each kind's options check their own)."""
+    choices: dict[str, list] = {}
+    for f in (f for cls in classes for f in dataclasses.fields(cls) if f.metadata.get("choices")):
+        known = choices.setdefault(f.name, [])
+        known += [c for c in f.metadata["choices"] if c not in known]
     seen = set()
-    for cls in classes:
-        add_flags(p, cls, skip=seen)
-        seen |= {f.name for f in dataclasses.fields(cls)}
+    for f in (f for cls in classes for f in dataclasses.fields(cls)):
+        if f.name not in seen:
+            p.add_argument(flag_name(f), **argparse_kwargs(f) | ({"choices": choices[f.name]} if f.name in choices else {}))
+            seen.add(f.name)
 
 
 # ---------------------------------------------------------------- serve, export

@@ -98,7 +98,8 @@ class EncodeOptions(DataOptions):
 
 @dataclass
 class AnomalyOptions(DataOptions):
-    score: str = option("neg_elbo", "the anomaly score", choices=anomaly.SCORES)
+    score: str = option("neg_elbo", "the anomaly score (series runs: auto, their default, neg_elbo, recon_error "
+                                    "or worst_channel)", choices=anomaly.SCORES)
     fpr: float | None = option(None, "false-positive rate on normal data for the threshold (default 0.05; series "
                                      "runs: 0.01 of the training rows)")
     num_samples: int | None = option(None, "posterior draws per -ELBO score (default 10; table runs 1)")

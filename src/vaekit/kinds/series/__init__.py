@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...anomaly import SCORES  # the core's --score choices: series runs take the same two
 from ...config import DataConfig
 from ...errors import VaekitError
 from ...options import option
@@ -44,20 +43,25 @@ class Options:
             raise VaekitError(f"--train-rows must be at least 2, got {self.train_rows}")
 
 
-SCORE_HELP = ("series: how a row's newest point is scored: neg_elbo, its negative log-likelihood (each channel "
-              "weighed by its predicted noise), or recon_error, its squared error (each channel weighed by its "
-              "training spread; steadier when a smooth channel drifts)")
-SMOOTH_HELP = "series: score each row by the mean of its last ROWS rows' scores (causal; default 1)"
+SCORES = ("auto", "neg_elbo", "recon_error", "worst_channel")
+SCORE_HELP = ("series: how a row's newest point is scored: neg_elbo, its negative log-likelihood summed over the "
+              "channels (each weighed by its predicted noise); recon_error, its squared error (each channel weighed "
+              "by its training spread); worst_channel, each channel's squared error in units of its spread on "
+              "held-out training rows, the largest; auto (default): worst_channel for several channels, neg_elbo "
+              "for one")
+SMOOTH_HELP = ("series: score each row by the mean of its last ROWS rows' scores (causal; default 8 for "
+               "worst_channel, else 1)")
 
 
-def check_smooth(smooth: int) -> None:
-    if not 1 <= smooth <= 10_000:
+def check_smooth(smooth: int | None) -> None:
+    if smooth is not None and not 1 <= smooth <= 10_000:
         raise VaekitError(f"--smooth must be in [1, 10000], got {smooth}")
 
 
 @dataclass
 class AnomalyOptions:
-    smooth: int = option(1, SMOOTH_HELP, metavar="ROWS")
+    score: str = option("auto", SCORE_HELP, choices=SCORES)
+    smooth: int | None = option(None, SMOOTH_HELP, metavar="ROWS")
 
     def __post_init__(self):
         check_smooth(self.smooth)
@@ -67,8 +71,8 @@ class AnomalyOptions:
 class EvaluateOptions:
     label_col: str | None = option(None, "series: the 0/1 label column of --data, for F1, false and missed alarm "
                                          "rates, AUROC and average precision at the run's threshold")
-    score: str = option("neg_elbo", SCORE_HELP, choices=SCORES)
-    smooth: int = option(1, SMOOTH_HELP, metavar="ROWS")
+    score: str = option("auto", SCORE_HELP, choices=SCORES)
+    smooth: int | None = option(None, SMOOTH_HELP, metavar="ROWS")
 
     def __post_init__(self):
         check_smooth(self.smooth)
@@ -86,8 +90,8 @@ class DetectOptions:
     refit_every: int | None = option(None, "refit on everything seen so far every ROWS rows (default: each time "
                                            "the rows seen have doubled)", metavar="ROWS")
     fpr: float = option(0.01, "false-positive rate on the training rows' scores for `flagged` (default 0.01)")
-    score: str = option("neg_elbo", SCORE_HELP.removeprefix("series: "), choices=SCORES)
-    smooth: int = option(1, SMOOTH_HELP.removeprefix("series: "), metavar="ROWS")
+    score: str = option("auto", SCORE_HELP.removeprefix("series: "), choices=SCORES)
+    smooth: int | None = option(None, SMOOTH_HELP.removeprefix("series: "), metavar="ROWS")
     workers: int | None = option(None, "files scored side by side, each in a process of its own on one core "
                                        "(default: one per core)")
 
@@ -151,9 +155,10 @@ class SeriesKind(Kind):
     def score_objects(self, run, data, fpr: float) -> dict:
         """Each row of a stream (its rows in time order): anomaly_score, flagged and top_columns,
         as `vaekit anomaly` scores the rows of a file."""
-        from .commands import calibration_of, frame_windows, scored
+        from .commands import frame_windows, scored, scoring
 
-        result = scored(run.vae, frame_windows(run, data), calibration_of(run), run.schema["columns"], fpr)
+        score, smooth, cal = scoring(run)
+        result = scored(run.vae, frame_windows(run, data), cal, run.schema["columns"], fpr, score, smooth)
         return {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in result.items()}
 
     def decoded(self, run, z, labels=None):
@@ -189,7 +194,7 @@ class SeriesKind(Kind):
     def save_final(self, run_dir, vae, splits, schema: dict, num_samples: int) -> None:
         from .commands import save_calibration
 
-        save_calibration(run_dir, vae, splits)
+        save_calibration(run_dir, vae, splits, schema)
 
     def anomaly(self, run, opts) -> None:
         from .commands import anomaly
