@@ -181,6 +181,14 @@ def test_several_channels_score_their_worst_channel_in_held_out_units(valve, val
     fault = default.iloc[703:730]  # 8-row means from 4 rows into the step
     assert (fault["flagged"] == 1).all() and (fault["top_columns"].str.split(";").str[0] == "Pressure").all()
     assert default["flagged"][:400].mean() < 0.05
+    # detect scores several channels the same way, each refit standardised on its own held-out rows.
+    data.head(560).to_csv(tmp_path / "head.csv", sep=";", index=False)
+    args = ["detect", "--data", str(tmp_path / "head.csv"), "--kind", "series", "--probation", "400"]
+    assert main([*args, "--out", str(tmp_path / "d.csv")]) == 0
+    assert main([*args, *explicit, "--out", str(tmp_path / "e.csv")]) == 0
+    streamed = scores(tmp_path / "d.csv")
+    assert streamed.equals(scores(tmp_path / "e.csv")) and (streamed["anomaly_score"][:400] == 0).all()
+    assert streamed["anomaly_score"][400:].std() > 0 and streamed["top_columns"][400:].str.len().gt(0).all()
 
 
 def test_a_channel_that_wanders_is_modelled_by_its_changes(valve, valve_run, tmp_path):
