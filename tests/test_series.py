@@ -172,11 +172,11 @@ def test_several_channels_score_their_worst_channel_in_held_out_units(valve, val
     spread = data["Pressure"][:400].std()
     data.loc[700:729, "Pressure"] += 8 * spread  # a step in one channel for 30 rows
     data.to_csv(tmp_path / "fault.csv", sep=";", index=False)
-    assert main(["anomaly", str(valve_run), "--data", str(tmp_path / "fault.csv"), "--out", str(tmp_path / "a.csv")]) == 0
+    args = ["anomaly", str(valve_run), "--data", str(tmp_path / "fault.csv")]
+    assert main([*args, "--out", str(tmp_path / "a.csv")]) == 0
     default = scores(tmp_path / "a.csv")
     explicit = ["--score", "worst_channel", "--smooth", "8"]
-    assert main(["anomaly", str(valve_run), "--data", str(tmp_path / "fault.csv"), "--out", str(tmp_path / "b.csv"),
-                 *explicit]) == 0
+    assert main([*args, "--out", str(tmp_path / "b.csv"), *explicit]) == 0
     assert default.equals(scores(tmp_path / "b.csv"))
     fault = default.iloc[703:730]  # 8-row means from 4 rows into the step
     assert (fault["flagged"] == 1).all() and (fault["top_columns"].str.split(";").str[0] == "Pressure").all()

@@ -169,7 +169,8 @@ def add_command_args(p: argparse.ArgumentParser, classes: list[type]) -> None:
     seen = set()
     for f in (f for cls in classes for f in dataclasses.fields(cls)):
         if f.name not in seen:
-            p.add_argument(flag_name(f), **argparse_kwargs(f) | ({"choices": choices[f.name]} if f.name in choices else {}))
+            merged_choices = {"choices": choices[f.name]} if f.name in choices else {}
+            p.add_argument(flag_name(f), **argparse_kwargs(f) | merged_choices)
             seen.add(f.name)
 
 

@@ -236,11 +236,12 @@ def calibration_of(run, score: str, smooth: int) -> dict:
     runs across their ends, smooth-1 rows each). Either holds the channels' held-out errors."""
     path = Path(run.run_dir) / "calibration.json"
     saved = files.read_json(path) if path.exists() else {}
-    if (saved.get("score", "neg_elbo"), saved.get("smooth", 1)) == (score, smooth) and "quantiles" in saved:
-        if score != "worst_channel" or "channel_centre" in saved:
-            return saved
+    held_out = "channel_centre" in saved  # not in runs trained before worst_channel
+    kept = (saved.get("score", "neg_elbo"), saved.get("smooth", 1)) if saved else None
+    if kept == (score, smooth) and (held_out or score != "worst_channel"):
+        return saved
     splits = run.splits()
-    reference = ({k: saved[k] for k in ("channel_centre", "channel_spread")} if "channel_centre" in saved
+    reference = ({k: saved[k] for k in ("channel_centre", "channel_spread")} if held_out
                  else channel_reference(run.vae, splits.val_x, splits.train_x))
     return fit_calibration(row_scores(run.vae, splits.train_x, score, smooth, reference)[1]) | reference
 
