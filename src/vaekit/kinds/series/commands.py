@@ -182,20 +182,14 @@ def calibrated(scores: np.ndarray, cal: dict) -> np.ndarray:
     return np.clip(p, 0.0, 1.0)
 
 
-def default_score(schema: dict) -> tuple[str, int]:
-    """(score, smooth) of `--score auto`: with several channels the worst channel's error over 8
-    rows (SKAB: FAR 12.70%, MAR 25.68% against 17.10 / 24.56 for the likelihood over 5 rows); a
-    lone channel keeps its newest point's likelihood, unsmoothed (NAB: a lone odd row is the news)."""
-    return ("worst_channel", WORST_SMOOTH) if len(schema["columns"]) > 1 else ("neg_elbo", 1)
-
-
 def resolved(schema: dict, score: str, smooth: int | None) -> tuple[str, int]:
-    """--score and --smooth as given, `auto` and an unset smooth made the run's defaults."""
+    """--score and --smooth as given, `auto` and an unset smooth made the run's defaults. `auto`
+    with several channels is the worst channel's error (SKAB over 8 rows: FAR 12.70%, MAR 25.68%
+    against 17.10 / 24.56 for the likelihood over 5 rows); a lone channel keeps its newest point's
+    likelihood, unsmoothed (NAB: a lone odd row is the news)."""
     if score == "auto":
-        score, default_smooth = default_score(schema)
-    else:
-        default_smooth = WORST_SMOOTH if score == "worst_channel" else 1
-    return score, default_smooth if smooth is None else smooth
+        score = "worst_channel" if len(schema["columns"]) > 1 else "neg_elbo"
+    return score, (WORST_SMOOTH if score == "worst_channel" else 1) if smooth is None else smooth
 
 
 def channel_reference(vae, held: torch.Tensor, fitted: torch.Tensor) -> dict:
@@ -223,7 +217,7 @@ def row_scores(vae, x: torch.Tensor, score: str = "neg_elbo", smooth: int = 1, r
 def save_calibration(run_dir, vae, splits, schema: dict) -> dict:
     """RUN/calibration.json: each channel's held-out error, and the training windows' scores under
     the run's default score (`--score auto`)."""
-    score, smooth = default_score(schema)
+    score, smooth = resolved(schema, "auto", None)
     reference = channel_reference(vae, splits.val_x, splits.train_x)
     cal = fit_calibration(row_scores(vae, splits.train_x, score, smooth, reference)[1])
     files.write_json(Path(run_dir) / "calibration.json", cal | reference | {"score": score, "smooth": smooth})
