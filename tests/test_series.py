@@ -84,14 +84,15 @@ def test_anomaly_gives_one_causal_row_per_input_row(taxi_run, taxi, tmp_path):
 def test_detect_is_deterministic_and_never_looks_ahead(taxi, tmp_path):
     args = ["--kind", "series", "--probation", "200", "--seed", "3"]
     assert main(["detect", "--data", str(taxi), *args, "--out", str(tmp_path / "a.csv")]) == 0
-    assert main(["detect", "--data", str(taxi), *args, "--out", str(tmp_path / "b.csv")]) == 0
-    a, b = scores(tmp_path / "a.csv"), scores(tmp_path / "b.csv")
-    assert a.equals(b) and len(a) == 1200 and (a["anomaly_score"][:200] == 0).all()
+    a = scores(tmp_path / "a.csv")
+    assert len(a) == 1200 and (a["anomaly_score"][:200] == 0).all()
     assert picture_size(tmp_path / "a.png") == (1000, 300)
     assert a["anomaly_score"][200:].between(0, 1).all() and a["anomaly_score"][200:].std() > 0.05
+    # The first half alone, in another run with the same seed, scores the same, through a refit
+    # (at rows 200 and 400): deterministic, and no row's score sees the rows after it.
     pd.read_csv(taxi, dtype=str).head(600).to_csv(tmp_path / "half.csv", index=False)
     assert main(["detect", "--data", str(tmp_path / "half.csv"), *args, "--out", str(tmp_path / "h.csv")]) == 0
-    assert scores(tmp_path / "h.csv").equals(a.head(600))  # the first half alone scores the same
+    assert scores(tmp_path / "h.csv").equals(a.head(600))
     # The same with the squared error averaged over the last 4 rows, across refits.
     smooth = [*args, "--score", "recon_error", "--smooth", "4"]
     assert main(["detect", "--data", str(tmp_path / "half.csv"), *smooth, "--out", str(tmp_path / "s.csv")]) == 0
