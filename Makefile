@@ -18,8 +18,11 @@ demo: $(STAMP)
 	$(BIN)/vaekit report runs/demo
 	@echo "demo run: runs/demo (report.html, samples.png, reconstructions.png, curves.png, samples/)"
 
+# Test processes (pytest-xdist), each running whole files; tests/conftest.py gives each one thread.
+TEST_JOBS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --durations=15
 
 DATA_DIR ?= $(or $(VAEKIT_DATA_DIR),../shared/data)
 

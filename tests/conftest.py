@@ -19,9 +19,21 @@ needs_compiler = pytest.mark.skipif(not shutil.which(os.environ.get("CXX", "g++"
                                     reason="torch.compile needs a C++ compiler on CPU")
 
 
+# `make test` runs the suite in two processes (pytest-xdist): each then keeps to one torch thread,
+# and so do the commands it starts, or the two would fight over the cores.
+THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+if THREADS == 1:
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
 @pytest.fixture(autouse=True)
-def _two_threads():
-    torch.set_num_threads(2)
+def _threads():
+    torch.set_num_threads(THREADS)
+
+
+def pytest_collection_modifyitems(items):
+    """The README's commands (minutes, one file) first: the other process works beside them."""
+    items.sort(key=lambda item: item.path.name != "test_readme.py")
 
 
 @pytest.fixture(scope="session", autouse=True)
