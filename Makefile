@@ -18,11 +18,12 @@ demo: $(STAMP)
 	$(BIN)/vaekit report runs/demo
 	@echo "demo run: runs/demo (report.html, samples.png, reconstructions.png, curves.png, samples/)"
 
-# Test processes (pytest-xdist), each running whole files; tests/conftest.py gives each one thread.
+# Test processes (pytest-xdist), each running whole files in the order collected (tests/conftest.py
+# puts the longest file first and gives each process one thread).
 TEST_JOBS ?= 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --durations=15
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder --durations=15
 
 DATA_DIR ?= $(or $(VAEKIT_DATA_DIR),../shared/data)
 
