@@ -48,8 +48,8 @@ def head_gz(source: Path, target: Path, lines: int) -> None:
 def readme_folder(adult, tmp_path) -> Path:
     """A folder holding the files the README's commands name, cut short from the shared data (Adult
     to 5,000 training rows, MovieLens to its first 300 users, molecules, a novel)."""
-    for name, target, rows in (("train", "adult", 5000), ("test", "adult_test", 2000), ("test", "new_rows", 200)):
-        frame = pd.read_csv(adult / f"{name}.csv", dtype=str, keep_default_na=False)
+    train, test = (pd.read_csv(adult / f"{name}.csv", dtype=str, keep_default_na=False) for name in ("train", "test"))
+    for frame, target, rows in ((train, "adult", 5000), (test, "adult_test", 2000), (test, "new_rows", 200)):
         frame.head(rows).to_csv(tmp_path / f"{target}.csv", index=False)
     (tmp_path / "moses").mkdir()
     head_gz(SHARED_DATA / "moses" / "train.csv.gz", tmp_path / "moses" / "train.csv.gz", 3001)
@@ -59,7 +59,8 @@ def readme_folder(adult, tmp_path) -> Path:
     machine = SHARED_DATA / "nab" / "realKnownCause" / "machine_temperature_system_failure.csv"
     pd.read_csv(machine, dtype=str).head(2000).to_csv(tmp_path / "machine.csv", index=False)
     ratings = pd.read_csv(SHARED_DATA / "movielens-100k" / "ml-100k.inter", sep="\t")
-    ratings[ratings["user_id:token"] <= 300].to_csv(tmp_path / "ml-100k.inter", sep="\t", index=False)
+    ratings = ratings[ratings["user_id:token"] <= 300]
+    ratings.to_csv(tmp_path / "ml-100k.inter", sep="\t", index=False)
     ratings.columns = [c.split(":")[0] for c in ratings.columns]
     ratings[ratings["user_id"] <= 3].to_csv(tmp_path / "new_users.csv", index=False)
     for folder, speakers in (("fsdd/recordings", ("jackson", "theo")), ("my_recordings", ("nicolas",))):
