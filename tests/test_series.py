@@ -33,8 +33,9 @@ def valve(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def taxi_run(taxi, tmp_path_factory):
+    """The taxi counts by their level (the season's own test below compares them with a day earlier)."""
     out = tmp_path_factory.mktemp("series") / "run"
-    assert main(["train", "--data", str(taxi), *FAST, "--train-rows", "800", "--out", str(out)]) == 0
+    assert main(["train", "--data", str(taxi), *FAST, "--train-rows", "800", "--season", "none", "--out", str(out)]) == 0
     return out
 
 
@@ -304,7 +305,7 @@ def test_a_stream_with_gaps_trains_and_its_missing_rows_raise_no_alarm(taxi, tmp
     path = tmp_path / "gappy.csv"
     data.to_csv(path, index=False)
     run = tmp_path / "run"
-    assert main(["train", "--data", str(path), *FAST, "--train-rows", "800", "--out", str(run)]) == 0
+    assert main(["train", "--data", str(path), *FAST, "--train-rows", "800", "--season", "none", "--out", str(run)]) == 0
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert np.isfinite(records[-1]["val_neg_elbo"]) and records[-1]["val_neg_elbo"] < records[0]["val_neg_elbo"]
     assert main(["anomaly", str(run), "--data", str(path), "--out", str(tmp_path / "s.csv")]) == 0
@@ -312,6 +313,52 @@ def test_a_stream_with_gaps_trains_and_its_missing_rows_raise_no_alarm(taxi, tmp
     assert len(rows) == len(data) and rows["anomaly_score"].between(0, 1).all()
     # A missing newest point takes the decoder's mean: no row inside a gap is flagged.
     assert rows["flagged"][gaps].sum() == 0 and rows["flagged"][~gaps].mean() < 0.05
+
+
+def test_a_seasonal_channel_is_compared_with_the_same_hours_a_season_earlier(taxi):
+    from vaekit.kinds.series.data import deseasoned, read_stream, season_of
+
+    stream = read_stream(taxi, None, [])
+    part = lambda n: [(stream.values[:n], stream.stamps[:n])]  # noqa: E731
+    # Half-hourly taxi counts repeat each day and, better, each week: the week once the rows span three.
+    assert season_of(part(1200)) == [336] and season_of(part(800)) == [48] and season_of(part(100)) == [0]
+    assert season_of(part(800), "week") == [336] and season_of(part(800), "7") == [7]
+    assert season_of(part(1200), "none") == [0]
+    assert season_of([(stream.values[:800], np.arange(800.0))]) == [0]  # numbered rows: no day or week
+    cpu = read_stream(shared("nab/realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv", "NAB"), None, [])
+    assert season_of([(cpu.values[:1000], cpu.stamps[:1000])]) == [0]  # five-minute CPU: no daily pattern
+    # A row is compared with the nearest of the same rows one to three seasons earlier: a spike is
+    # far from all of them, and the day after it is not called odd because of it.
+    spiked = stream.values.copy()
+    spiked[700, 0] += 20_000
+    clean, odd = deseasoned(stream.values, [48])[:, 0], deseasoned(spiked, [48])[:, 0]
+    assert np.isnan(clean[:48]).all() and not np.isnan(clean[48:]).any()
+    assert odd[700] > 15_000 and abs(odd[748]) < 5_000 and np.allclose(odd[:700], clean[:700], equal_nan=True)
+
+
+def test_a_weekday_shaped_like_a_sunday_alarms_only_against_the_week_before(tmp_path):
+    """NAB's taxi holidays look like Sundays: a Wednesday given the Sunday before's counts is odd
+    only next to the Wednesdays before it (NAB 63.59 -> 69.99 with seasons, docs/series.md)."""
+    data = pd.read_csv(shared("nab/realKnownCause/nyc_taxi.csv", "NAB")).head(1500)
+    wednesday = slice(1392, 1440)  # 2014-07-30, after 1,200 training rows; 1248-1295: Sunday the 27th
+    data.loc[1392:1439, "value"] = data["value"][1248:1296].to_numpy()
+    data.to_csv(tmp_path / "holiday.csv", index=False)
+    flagged = {}
+    for season in ("auto", "none"):
+        run = tmp_path / season
+        assert main(["train", "--data", str(tmp_path / "holiday.csv"), *FAST, "--train-rows", "1200", "--season",
+                     season, "--out", str(run)]) == 0
+        assert json.loads((run / "schema.json").read_text())["season"] == [336 if season == "auto" else 0]
+        assert main(["anomaly", str(run), "--data", str(tmp_path / "holiday.csv"), "--out", str(run / "s.csv")]) == 0
+        flagged[season] = scores(run / "s.csv")["flagged"].to_numpy()
+    assert flagged["auto"][wednesday].sum() >= 4 and flagged["none"][wednesday].sum() == 0, flagged
+    assert flagged["auto"][1200:].sum() - flagged["auto"][wednesday].sum() <= 2  # the other 252 rows
+    # The model's channel is the count's difference from a week earlier, and says so.
+    run = tmp_path / "auto"
+    assert main(["reconstruct", str(run), "--data", str(tmp_path / "holiday.csv"), "--out", str(tmp_path / "r.csv")]) == 0
+    assert "value (vs. 336 rows earlier)" in pd.read_csv(tmp_path / "r.csv").columns
+    assert main(["sample", str(run), "--num", "2", "--out", str(tmp_path / "d.csv")]) == 0
+    assert list(pd.read_csv(tmp_path / "d.csv").columns) == ["window", "step", "value (vs. 336 rows earlier)"]
 
 
 def test_a_long_line_is_thinned_to_its_extremes():
@@ -368,6 +415,10 @@ def test_bad_streams_give_one_line(taxi_run, taxi, valve, tmp_path):
     one_line_error(vaekit_cli("anomaly", taxi_run, "--data", valve), "0.csv", "time column")
     one_line_error(vaekit_cli("train", "--data", taxi, "--kind", "series", "--changes", "speed", "--out",
                               tmp_path / "r"), "--changes", "speed")
+    one_line_error(vaekit_cli("train", "--data", taxi, "--kind", "series", "--season", "fortnight", "--out",
+                              tmp_path / "r"), "--season", "fortnight")
+    one_line_error(vaekit_cli("train", "--data", taxi, "--kind", "series", "--season", "5000", "--out",
+                              tmp_path / "r"), "--season of 5000 rows", "'value'")
     # A channel named in --changes that the first fit never sees on two rows in a row: refused
     # by detect before any fit, as by train.
     rig = pd.read_csv(valve, sep=";").head(300)

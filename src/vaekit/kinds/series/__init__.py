@@ -21,6 +21,15 @@ from .. import Kind, KindCommand, Nets, Supports, lazy
 CHANGES_HELP = ("series: channels modelled by their change from the row before instead of their level: auto "
                 "(with several channels, those that wander slowly over the training rows, as a temperature "
                 "does), none, or their names, comma-separated")
+SEASON_HELP = ("series: compare each row with the same time one season earlier (the nearest of the last three): "
+               "auto (default: a day or a week, for the channels that repeat it over the training rows), none, "
+               "day, week, or a number of rows")
+
+
+def check_season(given: str) -> str:
+    if given in ("auto", "none", "day", "week") or (given.isdigit() and int(given) >= 1):
+        return given
+    raise VaekitError(f"--season must be auto, none, day, week or a number of rows, got {given!r}")
 
 
 @dataclass
@@ -35,8 +44,10 @@ class Options:
     train_rows: int | None = field(default=None, metadata={
         "help": "series: fit on the first N rows of each file only (default: all rows)"})
     changes: str = field(default="auto", metadata={"help": CHANGES_HELP})
+    season: str = field(default="auto", metadata={"help": SEASON_HELP})
 
     def __post_init__(self):
+        check_season(self.season)
         if not 2 <= self.window <= 4096:
             raise VaekitError(f"--window must be in [2, 4096], got {self.window}")
         if self.train_rows is not None and self.train_rows < 2:
@@ -85,6 +96,7 @@ class DetectOptions:
                                 default_factory=list)
     window: int = option(32, "rows in each window (default 32)")
     changes: str = option("auto", CHANGES_HELP.removeprefix("series: "))
+    season: str = option("auto", SEASON_HELP.removeprefix("series: "))
     probation: str | None = option(None, "rows (or a share, e.g. 0.15) learned from before any score: default "
                                          "NAB's, 15% of the file and at most 750 rows", metavar="ROWS|SHARE")
     refit_every: int | None = option(None, "refit on everything seen so far every ROWS rows (default: each time "
@@ -97,6 +109,7 @@ class DetectOptions:
 
     def __post_init__(self):
         check_smooth(self.smooth)
+        check_season(self.season)
         if self.workers is not None and self.workers < 1:
             raise VaekitError(f"--workers must be at least 1, got {self.workers}")
         if self.refit_every is not None and self.refit_every < 1:
@@ -165,22 +178,23 @@ class SeriesKind(Kind):
         """Windows at latent codes z: per code, each channel's values over the window."""
         import torch
 
-        from .commands import drawn_windows
+        from .commands import drawn_names, drawn_windows
 
         with torch.no_grad():
             means = drawn_windows(run.vae.decode(z).base_dist.loc.numpy(), run.schema)  # (N, C, W)
-        return [{c: [round(float(v), 6) for v in window[i]] for i, c in enumerate(run.schema["columns"])}
+        return [{c: [round(float(v), 6) for v in window[i]] for i, c in enumerate(drawn_names(run.schema))}
                 for window in means]
 
     def export_notes(self, run) -> dict:
         return {"schema": run.schema,
                 "x": "windows (B, channels, window) of the newest rows, each channel (its change from the row before "
-                     "for the schema's changes) minus its centre over its spread",
+                     "for the schema's changes; for a channel with a season lag L, its difference from the nearest of "
+                     "the rows L, 2L and 3L before) minus its centre over its spread",
                 "params": "per point a mean and a log-scale: (B, 2 * channels, window), means first"}
 
     def schema_summary(self, run) -> dict:
         return {"columns": run.schema["columns"], "time_col": run.schema["time_col"], "window": run.schema["window"],
-                "changes": run.schema.get("changes", [])}
+                "changes": run.schema.get("changes", []), "season": run.schema.get("season", [])}
 
     def nets(self, model_cfg, schema: dict) -> Nets:
         from ...nets import MLPDecoder

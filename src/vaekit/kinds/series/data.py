@@ -2,7 +2,8 @@
 channels; a folder (or several files) is several streams with the same columns. Checks: the time
 column parses and increases without duplicates, channels are numbers, a channel does not stay
 constant over the training rows, a stream is at least one window long. With several channels, one
-that wanders slowly is modelled by its change from the row before; channels are scaled by the
+that wanders slowly is modelled by its change from the row before, one that repeats each day or
+week by its difference from the same time a season earlier; channels are scaled by the
 training rows' median and spread; missing cells stay missing (NaN) in the windows, which the model
 leaves out of its likelihood.
 
@@ -37,6 +38,7 @@ class Stream:
     times: list[str]
     values: np.ndarray
     frame: pd.DataFrame  # the file's cells as read (labels for evaluate)
+    stamps: np.ndarray | None = None  # (N,) times as float nanoseconds (dates) or numbers: a season's rows
 
 
 def stream_files(name: str | list[str]) -> list[Path]:
@@ -115,7 +117,7 @@ def read_stream(path: Path, time_col: str | None, columns: list[str], expect: li
     frame.columns = [str(c).strip() for c in frame.columns]
     tcol = time_column(frame, time_col, path)
     names = channels(frame, tcol, expect or columns, path)
-    parse_times(frame[tcol], path, tcol)
+    stamps = parse_times(frame[tcol], path, tcol)
     values = np.empty((len(frame), len(names)))
     for i, name in enumerate(names):
         cells = frame[name].astype(str).str.strip()
@@ -128,7 +130,7 @@ def read_stream(path: Path, time_col: str | None, columns: list[str], expect: li
         values[:, i] = numbers.to_numpy(dtype=np.float64)
     if not np.isfinite(values[~np.isnan(values)]).all():
         raise VaekitError(f"{path}: infinite values")
-    return Stream(str(path), frame[tcol].astype(str).tolist(), values, frame)
+    return Stream(str(path), frame[tcol].astype(str).tolist(), values, frame, stamps)
 
 
 def filled(values: np.ndarray) -> np.ndarray:
@@ -185,8 +187,73 @@ def changed(values: np.ndarray, names: list[str], changes: list[str]) -> np.ndar
     return out
 
 
+SEASONS = {"day": 86_400e9, "week": 604_800e9}  # in nanoseconds, as parse_times gives dates
+SEASONAL = 0.5  # a channel whose change over one season keeps below this share of its variance is seasonal
+LAGS = 3  # seasons back that a seasonal row is compared with
+SPAN = 3  # seasons the training rows must span for `auto` to consider one
+
+
+def season_lag(stamps: np.ndarray, length: float) -> int:
+    """Rows in `length` nanoseconds at the stream's median time step (0 for times that are not dates)."""
+    step = float(np.median(np.diff(stamps))) if len(stamps) > 1 else 0.0
+    if not step > 0 or stamps[-1] < 1e15:  # numbers, not dates since 1970: no day or week
+        return 0
+    return int(round(length / step))
+
+
+def season_of(parts: list[tuple[np.ndarray, np.ndarray | None]], given: str = "auto") -> list[int]:
+    """Per channel, the lag in rows of the season it repeats, 0 for none, from the training rows
+    of each stream, (values (N, C), stamps (N,)). `auto`: of a day and a week, the one over which
+    the channel changes least, where the rows span SPAN of them and the change's variance is below
+    SEASONAL of the channel's (NAB's probation rows: 0.4 or less in the daily artificial streams,
+    nyc_taxi and two AWS metrics, 0.8 or more in every other stream). A taxi count on a holiday
+    looks like a Sunday: it is odd only next to the same hours a week earlier."""
+    channels = parts[0][0].shape[1]
+    if given == "none":
+        return [0] * channels
+    if given.isdigit():
+        return [int(given)] * channels
+    stamps = [t for _, t in parts if t is not None and len(t) > 1]
+    if not stamps:
+        return [0] * channels
+    lags = {name: season_lag(stamps[0], length) for name, length in SEASONS.items()}
+    if given in SEASONS:
+        return [lags[given]] * channels
+    best, chosen = np.full(channels, SEASONAL), [0] * channels
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a channel of gaps only
+        for lag in lags.values():
+            if lag < 2 or all(len(v) < SPAN * lag for v, _ in parts):
+                continue
+            change = np.concatenate([v[lag:] - v[:-lag] for v, _ in parts if len(v) >= SPAN * lag])
+            ratio = np.nanvar(change, axis=0) / np.nanvar(np.concatenate([v for v, _ in parts]), axis=0)
+            for i in np.flatnonzero(ratio < best):
+                best[i], chosen[i] = ratio[i], lag
+    return chosen
+
+
+def deseasoned(values: np.ndarray, lags: list[int]) -> np.ndarray:
+    """Each seasonal channel as its difference from the nearest of the same rows 1..LAGS seasons
+    earlier (missing where none is there): a row compared with several seasons is not called odd
+    because one of them was (an anomaly a week ago would otherwise echo a week later)."""
+    if not any(lags):
+        return values
+    out = values.copy()
+    for i, lag in enumerate(lags):
+        if not lag:
+            continue
+        x = values[:, i]
+        diffs = np.full((LAGS, len(x)), np.nan)
+        for k in range(1, LAGS + 1):
+            if k * lag < len(x):
+                diffs[k - 1, k * lag :] = x[k * lag :] - x[: -k * lag]
+        nearest = np.nanargmin(np.where(np.isnan(diffs), np.inf, np.abs(diffs)), axis=0)
+        out[:, i] = diffs[nearest, np.arange(len(x))]
+    return out
+
+
 def fit_scaling(train_values: list[np.ndarray], names: list[str], source: str, changes: str = "none",
-                window: int = 32, allow_flat: bool = False) -> dict:
+                window: int = 32, allow_flat: bool = False, season: list[int] | None = None) -> dict:
     """Per-channel centre (median) and spread (the interquartile range, or the std where the
     IQR is 0) of the training rows, after the channels chosen by `changes` (changes_of, over
     stretches of STRETCH windows) become their changes. A channel that never changes is refused,
@@ -201,7 +268,8 @@ def fit_scaling(train_values: list[np.ndarray], names: list[str], source: str, c
                                   "with --columns")
             still.add(i)
     moved = changes_of(train_values, names, changes, STRETCH * window)
-    rows = np.concatenate([changed(t, names, moved) for t in train_values])
+    season = [0 if n in moved else lag for n, lag in zip(names, season or [0] * len(names))]
+    rows = np.concatenate([deseasoned(changed(t, names, moved), season) for t in train_values])
     centre, spread = [], []
     for i in range(len(names)):
         v = rows[:, i][~np.isnan(rows[:, i])]
@@ -209,6 +277,9 @@ def fit_scaling(train_values: list[np.ndarray], names: list[str], source: str, c
             centre.append(float(np.median(v)) if len(v) else 0.0)
             spread.append(1.0)
             continue
+        if len(v) == 0 and season[i]:
+            raise VaekitError(f"{source}: --season of {season[i]} rows leaves channel {names[i]!r} nothing to "
+                              "compare with in the training rows")
         if len(v) == 0:  # a channel never seen on two rows in a row has no change to model
             raise VaekitError(f"{source}: channel {names[i]!r} has no two neighbouring rows; leave it out of --changes")
         q1, q3 = np.quantile(v, [0.25, 0.75])
@@ -219,7 +290,7 @@ def fit_scaling(train_values: list[np.ndarray], names: list[str], source: str, c
         centre.append(float(np.median(v)))
         spread.append(float(s))
     level = [float(np.nanmedian(levels[:, names.index(c)])) for c in moved]  # where drawn windows start
-    return {"centre": centre, "spread": spread, "changes": moved, "level": level}
+    return {"centre": centre, "spread": spread, "changes": moved, "level": level, "season": season}
 
 
 CLIP = 50.0  # scaled values are kept within +-CLIP spreads: far enough to score as anomalous, near enough to train on
@@ -229,12 +300,16 @@ def scaled(values: np.ndarray, schema: dict) -> np.ndarray:
     """Each channel (or its change, for the run's `changes`) minus its centre over its spread,
     clipped; missing cells stay NaN (the model leaves them out)."""
     values = changed(values, schema["columns"], schema.get("changes", []))
+    values = deseasoned(values, schema.get("season") or [0] * len(schema["columns"]))
     return np.clip((values - np.array(schema["centre"])) / np.array(schema["spread"]), -CLIP, CLIP)
 
 
 def modelled_names(schema: dict) -> list[str]:
-    """The channels as the model sees them: a channel modelled by its changes is `NAME (change)`."""
-    return [f"{c} (change)" if c in schema.get("changes", []) else c for c in schema["columns"]]
+    """The channels as the model sees them: a channel modelled by its changes is `NAME (change)`,
+    a seasonal one `NAME (vs. L rows earlier)`."""
+    season = schema.get("season") or [0] * len(schema["columns"])
+    return [f"{c} (change)" if c in schema.get("changes", []) else f"{c} (vs. {lag} rows earlier)" if lag else c
+            for c, lag in zip(schema["columns"], season)]
 
 
 def windows(x: np.ndarray, window: int) -> torch.Tensor:
