@@ -1,9 +1,9 @@
 """Reading metric and sensor streams: CSV files (comma or semicolon) with a time column and numeric
 channels; a folder (or several files) is several streams with the same columns. Checks: the time
 column parses and increases without duplicates, channels are numbers, a channel does not stay
-constant over the training rows, a stream is at least one window long. With several channels, one
-that wanders slowly is modelled by its change from the row before, one that repeats each day or
-week by its difference from the same time a season earlier; channels are scaled by the
+constant over the training rows, a stream is at least one window long. A channel that repeats each
+day or week is modelled by its difference from the same time a season earlier, and with several
+channels one that wanders slowly by its change from the row before; channels are scaled by the
 training rows' median and spread; missing cells stay missing (NaN) in the windows, which the model
 leaves out of its likelihood.
 
