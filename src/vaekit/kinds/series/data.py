@@ -288,8 +288,8 @@ def fit_scaling(train_values: list[np.ndarray], names: list[str], source: str, c
         # scale its spikes to a thousand spreads, and the loss with them.
         s = max((q3 - q1) / 1.349, v.std() / 4)
         if s == 0:  # a level that moves but repeats exactly each season: 1% of its own spread is news
-            level = levels[:, i][~np.isnan(levels[:, i])]
-            s = max((np.quantile(level, 0.75) - np.quantile(level, 0.25)) / 1.349, level.std() / 4) / 100 or 1.0
+            own = levels[:, i][~np.isnan(levels[:, i])]
+            s = max((np.quantile(own, 0.75) - np.quantile(own, 0.25)) / 1.349, own.std() / 4) / 100 or 1.0
         centre.append(float(np.median(v)))
         spread.append(float(s))
     level = [float(np.nanmedian(levels[:, names.index(c)])) for c in moved]  # where drawn windows start
