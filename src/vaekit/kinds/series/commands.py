@@ -21,7 +21,7 @@ from ...calibrate import usable_cores
 from ...config import Config, DataConfig
 from ...data import Splits
 from ...errors import VaekitError
-from .data import (Stream, channels, filled, fit_scaling, modelled_names, read_stream, scaled, season_of,
+from .data import (Stream, channels, filled, fit_scaling, modelled_names, read_stream, scaled, season_lags,
                    stream_files, time_column, windows)
 from .model import point_scores, trailing_mean
 
@@ -57,9 +57,10 @@ def load_streams(paths: list[Path], cfg: DataConfig, options, schema: dict | Non
             if len(s.values) < options.window:
                 raise VaekitError(f"{s.path}: {len(s.values)} rows, shorter than one window ({options.window})")
         train = [s.values[: training_rows(s, options.train_rows)] for s in streams]
-        season = season_of([(v, s.stamps[: len(v)]) for v, s in zip(train, streams)], options.season)
+        stamps = [s.stamps[: len(v)] for v, s in zip(train, streams)]
         schema = {"time_col": tcol, "columns": names, "window": options.window, "x_shape": [len(names), options.window],
-                  **fit_scaling(train, names, cfg.name, options.changes, options.window, season=season)}
+                  **fit_scaling(train, names, cfg.name, options.changes, options.window, season=options.season,
+                                stamps=stamps)}
     val_share = cfg.val_fraction if cfg.val_fraction is not None else 0.1
     parts = {"train": [], "val": [], "test": []}
     for s in streams:
@@ -111,8 +112,7 @@ def unscaled(x: np.ndarray, schema: dict) -> np.ndarray:
 def drawn_names(schema: dict) -> list[str]:
     """The columns of drawn windows: the channels, a seasonal one as its difference from a season
     earlier (`NAME (vs. L rows earlier)`: a window alone has no season to add it to)."""
-    season = schema.get("season") or [0] * len(schema["columns"])
-    return [m if lag else c for c, m, lag in zip(schema["columns"], modelled_names(schema), season)]
+    return [m if lag else c for c, m, lag in zip(schema["columns"], modelled_names(schema), season_lags(schema))]
 
 
 def drawn_windows(x: np.ndarray, schema: dict) -> np.ndarray:
@@ -357,7 +357,7 @@ def refit_points(probation: int, n: int, every: int | None) -> list[int]:
     return points
 
 
-def fit_stream(values: np.ndarray, names: list[str], opts, path: str, seed: int, work: Path, stamps=None):
+def fit_stream(values: np.ndarray, stamps: np.ndarray, names: list[str], opts, path: str, seed: int, work: Path):
     """A model, its schema and its channels' held-out errors, fitted on `values`, the rows seen so far."""
     from ...train import train
     from . import SeriesKind
@@ -368,8 +368,8 @@ def fit_stream(values: np.ndarray, names: list[str], opts, path: str, seed: int,
         {"data.name": path, "data.kind": "series", "data.options.window": window, "train.seed": seed,
          "train.precision": "fp32", "train.compile": False, "train.threads": 1})
     schema = {"time_col": "t", "columns": names, "window": window, "x_shape": [values.shape[1], window]}
-    season = season_of([(values, stamps)], opts.season)
-    schema |= fit_scaling([values], names, path, opts.changes, window, allow_flat=True, season=season)
+    schema |= fit_scaling([values], names, path, opts.changes, window, allow_flat=True, season=opts.season,
+                          stamps=[stamps])
     x = windows(scaled(values, schema), window)
     held = max(1, len(x) // 10)
     splits = Splits(x[: len(x) - held], None, x[len(x) - held :], None, x[len(x) - held :], None)
@@ -439,8 +439,8 @@ def detect_stream(stream: Stream, opts, work: Path, progress=None) -> dict:
     how, smooth = resolved({"columns": names}, opts.score, opts.smooth)
     for k, start in enumerate(points):
         end = points[k + 1] if k + 1 < len(points) else n
-        vae, schema, reference = fit_stream(stream.values[:start], names, opts, stream.path, opts.seed, work,
-                                               None if stream.stamps is None else stream.stamps[:start])
+        vae, schema, reference = fit_stream(stream.values[:start], stream.stamps[:start], names, opts, stream.path,
+                                            opts.seed, work)
         # Rows 0..end-1 scored by this model, scaled as at the refit; each window ends at its row.
         per_channel, raw = row_scores(vae, windows(scaled(stream.values[:end], schema), schema["window"]), how, smooth,
                                       reference)

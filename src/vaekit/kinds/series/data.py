@@ -38,7 +38,7 @@ class Stream:
     times: list[str]
     values: np.ndarray
     frame: pd.DataFrame  # the file's cells as read (labels for evaluate)
-    stamps: np.ndarray | None = None  # (N,) times as float nanoseconds (dates) or numbers: a season's rows
+    stamps: np.ndarray  # (N,) times as float nanoseconds (dates) or numbers: how many rows make a day
 
 
 def stream_files(name: str | list[str]) -> list[Path]:
@@ -232,6 +232,11 @@ def season_of(parts: list[tuple[np.ndarray, np.ndarray | None]], given: str = "a
     return chosen
 
 
+def season_lags(schema: dict) -> list[int]:
+    """The run's season lag per channel (0: none; runs from before seasons have none)."""
+    return schema.get("season") or [0] * len(schema["columns"])
+
+
 def deseasoned(values: np.ndarray, lags: list[int]) -> np.ndarray:
     """Each seasonal channel as its difference from the nearest of the same rows 1..LAGS seasons
     earlier (missing where none is there): a row compared with several seasons is not called odd
@@ -252,12 +257,22 @@ def deseasoned(values: np.ndarray, lags: list[int]) -> np.ndarray:
     return out
 
 
+def spread_of(v: np.ndarray) -> float:
+    """The IQR's normal-equivalent spread, but not below a quarter of the std: a metric that sits
+    on one value with rare excursions (a CPU at 0.13% with spikes to 1.5%) would otherwise scale its
+    spikes to a thousand spreads, and the loss with them."""
+    q1, q3 = np.quantile(v, [0.25, 0.75])
+    return float(max((q3 - q1) / 1.349, v.std() / 4))
+
+
 def fit_scaling(train_values: list[np.ndarray], names: list[str], source: str, changes: str = "none",
-                window: int = 32, allow_flat: bool = False, season: list[int] | None = None) -> dict:
-    """Per-channel centre (median) and spread (the interquartile range, or the std where the
-    IQR is 0) of the training rows, after the channels chosen by `changes` (changes_of, over
-    stretches of STRETCH windows) become their changes. A channel that never changes is refused,
-    or with `allow_flat` (detect's refits: it may move later) scaled by 1 about its value."""
+                window: int = 32, allow_flat: bool = False, season: str = "none",
+                stamps: list[np.ndarray] | None = None) -> dict:
+    """Per-channel centre (median) and spread (spread_of) of the training rows, after the channels
+    chosen by `changes` (changes_of, over stretches of STRETCH windows) become their changes and
+    those chosen by `season` (season_of, from the rows' `stamps`; none for a channel modelled by its
+    changes) their seasonal differences. A channel that never changes is refused, or with
+    `allow_flat` (detect's refits: it may move later) scaled by 1 about its value."""
     levels = np.concatenate(train_values)
     still = set()
     for i, name in enumerate(names):
@@ -268,8 +283,9 @@ def fit_scaling(train_values: list[np.ndarray], names: list[str], source: str, c
                                   "with --columns")
             still.add(i)
     moved = changes_of(train_values, names, changes, STRETCH * window)
-    season = [0 if n in moved else lag for n, lag in zip(names, season or [0] * len(names))]
-    rows = np.concatenate([deseasoned(changed(t, names, moved), season) for t in train_values])
+    chosen = season_of(list(zip(train_values, stamps or [None] * len(train_values))), season)
+    lags = [0 if n in moved else lag for n, lag in zip(names, chosen)]
+    rows = np.concatenate([deseasoned(changed(t, names, moved), lags) for t in train_values])
     centre, spread = [], []
     for i in range(len(names)):
         v = rows[:, i][~np.isnan(rows[:, i])]
@@ -277,23 +293,18 @@ def fit_scaling(train_values: list[np.ndarray], names: list[str], source: str, c
             centre.append(float(np.median(v)) if len(v) else 0.0)
             spread.append(1.0)
             continue
-        if len(v) == 0 and season[i]:
-            raise VaekitError(f"{source}: --season of {season[i]} rows leaves channel {names[i]!r} nothing to "
+        if len(v) == 0 and lags[i]:
+            raise VaekitError(f"{source}: --season of {lags[i]} rows leaves channel {names[i]!r} nothing to "
                               "compare with in the training rows")
         if len(v) == 0:  # a channel never seen on two rows in a row has no change to model
             raise VaekitError(f"{source}: channel {names[i]!r} has no two neighbouring rows; leave it out of --changes")
-        q1, q3 = np.quantile(v, [0.25, 0.75])
-        # The IQR's normal-equivalent spread, but not below a quarter of the std: a metric that sits
-        # on one value with rare excursions (a CPU at 0.13% with spikes to 1.5%) would otherwise
-        # scale its spikes to a thousand spreads, and the loss with them.
-        s = max((q3 - q1) / 1.349, v.std() / 4)
+        s = spread_of(v)
         if s == 0:  # a level that moves but repeats exactly each season: 1% of its own spread is news
-            own = levels[:, i][~np.isnan(levels[:, i])]
-            s = max((np.quantile(own, 0.75) - np.quantile(own, 0.25)) / 1.349, own.std() / 4) / 100 or 1.0
+            s = spread_of(levels[:, i][~np.isnan(levels[:, i])]) / 100 or 1.0
         centre.append(float(np.median(v)))
-        spread.append(float(s))
+        spread.append(s)
     level = [float(np.nanmedian(levels[:, names.index(c)])) for c in moved]  # where drawn windows start
-    return {"centre": centre, "spread": spread, "changes": moved, "level": level, "season": season}
+    return {"centre": centre, "spread": spread, "changes": moved, "level": level, "season": lags}
 
 
 CLIP = 50.0  # scaled values are kept within +-CLIP spreads: far enough to score as anomalous, near enough to train on
@@ -303,16 +314,15 @@ def scaled(values: np.ndarray, schema: dict) -> np.ndarray:
     """Each channel (or its change, for the run's `changes`) minus its centre over its spread,
     clipped; missing cells stay NaN (the model leaves them out)."""
     values = changed(values, schema["columns"], schema.get("changes", []))
-    values = deseasoned(values, schema.get("season") or [0] * len(schema["columns"]))
+    values = deseasoned(values, season_lags(schema))
     return np.clip((values - np.array(schema["centre"])) / np.array(schema["spread"]), -CLIP, CLIP)
 
 
 def modelled_names(schema: dict) -> list[str]:
     """The channels as the model sees them: a channel modelled by its changes is `NAME (change)`,
     a seasonal one `NAME (vs. L rows earlier)`."""
-    season = schema.get("season") or [0] * len(schema["columns"])
     return [f"{c} (change)" if c in schema.get("changes", []) else f"{c} (vs. {lag} rows earlier)" if lag else c
-            for c, lag in zip(schema["columns"], season)]
+            for c, lag in zip(schema["columns"], season_lags(schema))]
 
 
 def windows(x: np.ndarray, window: int) -> torch.Tensor:
