@@ -1,12 +1,13 @@
 """Streams: vaekit's series kind on NAB and SKAB, scored by the benchmarks' own scorers.
 
     python bench/series_quality.py --data-dir ../shared/data --tools ../shared/tools/series [--only nab|skab]
+        [--seeds 0,1,2,3,4]
 
 1. NAB: the whole command `vaekit detect --data nab/ --kind series --out W/vaekit` (35 files, each
    a stream: learn from its probation rows, score the rest from the past only, refit as it grows;
    one configuration for every file), timed; then NAB's own scorer (`nab_score.py`: thresholds
    optimised and scores normalised as NAB does) for the standard, reward-low-FP and reward-low-FN
-   profiles.
+   profiles. `--seeds S,S,...`: a run per training seed, each seed's three figures and their medians.
 2. SKAB (its outlier-detection leaderboard protocol): for each of the 34 labelled experiments,
    `vaekit train --train-rows 400` on the file, `vaekit anomaly` of all its rows with the default
    score (several channels: worst_channel over 8 rows), with `--score neg_elbo` (over 1 and 5 rows)
@@ -37,16 +38,33 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=True, text=True, **kw)
 
 
-def nab(data: Path, tools: Path, work: Path, extra: list[str]) -> None:
-    out = work / "nab" / "vaekit"
-    start = time.perf_counter()
-    run(VAEKIT + ["detect", "--data", str(data / "nab"), "--kind", "series", "--out", str(out), *extra])
-    seconds = time.perf_counter() - start
+PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+
+
+def nab(data: Path, tools: Path, work: Path, extra: list[str], seeds: list[int] | None = None) -> None:
+    """One run with the default seed, or one per seed of --seeds and their medians: the training
+    seed moves NAB's score by several points (docs/series.md)."""
     rows = sum(sum(1 for _ in open(p)) - 1 for p in (data / "nab").rglob("*.csv"))
-    print(f"NAB: vaekit detect over 35 files ({rows:,} rows): {seconds:.1f} s (whole command)", flush=True)
-    report = work / "nab.json"
-    run([sys.executable, str(tools / "nab_score.py"), str(out), "--names", "vaekit", "--data-dir", str(data / "nab"),
-         "--json", str(report)])
+    figures = {}
+    for seed in seeds or [None]:
+        name = "vaekit" if seed is None else f"vaekit-seed{seed}"
+        out = work / "nab" / name
+        flags = [] if seed is None else ["--seed", str(seed)]
+        start = time.perf_counter()
+        run(VAEKIT + ["detect", "--data", str(data / "nab"), "--kind", "series", "--out", str(out), *flags, *extra])
+        seconds = time.perf_counter() - start
+        print(f"NAB: vaekit detect over 35 files ({rows:,} rows){'' if seed is None else f', seed {seed}'}: "
+              f"{seconds:.1f} s (whole command)", flush=True)
+        report = work / ("nab.json" if seed is None else f"nab-seed{seed}.json")
+        run([sys.executable, str(tools / "nab_score.py"), str(out), "--names", "vaekit", "--data-dir",
+             str(data / "nab"), "--json", str(report)])
+        profiles = json.loads(report.read_text())["profiles"]
+        figures[seed] = [profiles[p]["detectors"]["vaekit"]["normalised"] for p in PROFILES]
+    if seeds:
+        for seed, scores in figures.items():
+            print(f"NAB seed {seed}: " + " / ".join(f"{v:.2f}" for v in scores))
+        print("NAB median over seeds " + ",".join(map(str, seeds)) + ": " + " / ".join(
+            f"{statistics.median(f[k] for f in figures.values()):.2f}" for k in range(3)) + " (" + ", ".join(PROFILES) + ")")
 
 
 SCORINGS = {"defaults (worst_channel, 8-row mean)": [], "neg_elbo": ["--score", "neg_elbo"],
@@ -120,13 +138,16 @@ def main() -> None:
     p.add_argument("--tools", type=Path, required=True, help="the folder of nab_score.py and skab_eval.py")
     p.add_argument("--only", choices=["nab", "skab", "speed"])
     p.add_argument("--keep", type=Path, help="keep the score files here")
+    p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], metavar="S,S,...",
+                   help="NAB: one detect run per training seed, then each seed's figures and their medians")
     p.add_argument("extra", nargs="*", help="after --: more flags for the train / detect commands")
     args = p.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="vaekit-series-"))
     work.mkdir(parents=True, exist_ok=True)
-    for name, job in (("nab", nab), ("skab", skab)):
-        if args.only in (None, name):
-            job(args.data_dir, args.tools, work, args.extra)
+    if args.only in (None, "nab"):
+        nab(args.data_dir, args.tools, work, args.extra, args.seeds)
+    if args.only in (None, "skab"):
+        skab(args.data_dir, args.tools, work, args.extra)
     if args.only in (None, "speed"):
         speed(args.data_dir, work)
     print(json.dumps({"work": str(work)}))
