@@ -41,30 +41,36 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 
 
+def nab_run(data: Path, tools: Path, work: Path, extra: list[str], seed: int | None) -> list[float]:
+    """One whole `detect` run (the default seed for None), timed, then NAB's scorer: the standard,
+    reward-low-FP and reward-low-FN scores."""
+    name, label = ("vaekit", "") if seed is None else (f"vaekit-seed{seed}", f", seed {seed}")
+    out = work / "nab" / name
+    start = time.perf_counter()
+    run(VAEKIT + ["detect", "--data", str(data / "nab"), "--kind", "series", "--out", str(out),
+                  *([] if seed is None else ["--seed", str(seed)]), *extra])
+    seconds = time.perf_counter() - start
+    rows = sum(sum(1 for _ in open(p)) - 1 for p in (data / "nab").rglob("*.csv"))
+    print(f"NAB: vaekit detect over 35 files ({rows:,} rows){label}: {seconds:.1f} s (whole command)", flush=True)
+    report = work / ("nab.json" if seed is None else f"nab-seed{seed}.json")
+    run([sys.executable, str(tools / "nab_score.py"), str(out), "--names", "vaekit", "--data-dir", str(data / "nab"),
+         "--json", str(report)])
+    profiles = json.loads(report.read_text())["profiles"]
+    return [profiles[p]["detectors"]["vaekit"]["normalised"] for p in PROFILES]
+
+
 def nab(data: Path, tools: Path, work: Path, extra: list[str], seeds: list[int] | None = None) -> None:
     """One run with the default seed, or one per seed of --seeds and their medians: the training
     seed moves NAB's score by several points (docs/series.md)."""
-    rows = sum(sum(1 for _ in open(p)) - 1 for p in (data / "nab").rglob("*.csv"))
-    figures = {}
-    for seed in seeds or [None]:
-        name = "vaekit" if seed is None else f"vaekit-seed{seed}"
-        out = work / "nab" / name
-        flags = [] if seed is None else ["--seed", str(seed)]
-        start = time.perf_counter()
-        run(VAEKIT + ["detect", "--data", str(data / "nab"), "--kind", "series", "--out", str(out), *flags, *extra])
-        seconds = time.perf_counter() - start
-        print(f"NAB: vaekit detect over 35 files ({rows:,} rows){'' if seed is None else f', seed {seed}'}: "
-              f"{seconds:.1f} s (whole command)", flush=True)
-        report = work / ("nab.json" if seed is None else f"nab-seed{seed}.json")
-        run([sys.executable, str(tools / "nab_score.py"), str(out), "--names", "vaekit", "--data-dir",
-             str(data / "nab"), "--json", str(report)])
-        profiles = json.loads(report.read_text())["profiles"]
-        figures[seed] = [profiles[p]["detectors"]["vaekit"]["normalised"] for p in PROFILES]
-    if seeds:
-        for seed, scores in figures.items():
-            print(f"NAB seed {seed}: " + " / ".join(f"{v:.2f}" for v in scores))
-        print("NAB median over seeds " + ",".join(map(str, seeds)) + ": " + " / ".join(
-            f"{statistics.median(f[k] for f in figures.values()):.2f}" for k in range(3)) + " (" + ", ".join(PROFILES) + ")")
+    if not seeds:
+        nab_run(data, tools, work, extra, None)
+        return
+    figures = [nab_run(data, tools, work, extra, seed) for seed in seeds]
+    for seed, scores in zip(seeds, figures):
+        print(f"NAB seed {seed}: " + " / ".join(f"{v:.2f}" for v in scores))
+    medians = [statistics.median(column) for column in zip(*figures)]
+    print(f"NAB median over seeds {','.join(map(str, seeds))}: " + " / ".join(f"{v:.2f}" for v in medians)
+          + f" ({', '.join(PROFILES)})")
 
 
 SCORINGS = {"defaults (worst_channel, 8-row mean)": [], "neg_elbo": ["--score", "neg_elbo"],
