@@ -41,7 +41,7 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 
 
-def nab_run(data: Path, tools: Path, work: Path, extra: list[str], seed: int | None) -> list[float]:
+def nab_run(data: Path, tools: Path, work: Path, extra: list[str], seed: int | None, rows: int) -> list[float]:
     """One whole `detect` run (the default seed for None), timed, then NAB's scorer: the standard,
     reward-low-FP and reward-low-FN scores."""
     name, label = ("vaekit", "") if seed is None else (f"vaekit-seed{seed}", f", seed {seed}")
@@ -50,7 +50,6 @@ def nab_run(data: Path, tools: Path, work: Path, extra: list[str], seed: int | N
     run(VAEKIT + ["detect", "--data", str(data / "nab"), "--kind", "series", "--out", str(out),
                   *([] if seed is None else ["--seed", str(seed)]), *extra])
     seconds = time.perf_counter() - start
-    rows = sum(sum(1 for _ in open(p)) - 1 for p in (data / "nab").rglob("*.csv"))
     print(f"NAB: vaekit detect over 35 files ({rows:,} rows){label}: {seconds:.1f} s (whole command)", flush=True)
     report = work / ("nab.json" if seed is None else f"nab-seed{seed}.json")
     run([sys.executable, str(tools / "nab_score.py"), str(out), "--names", "vaekit", "--data-dir", str(data / "nab"),
@@ -62,10 +61,11 @@ def nab_run(data: Path, tools: Path, work: Path, extra: list[str], seed: int | N
 def nab(data: Path, tools: Path, work: Path, extra: list[str], seeds: list[int] | None = None) -> None:
     """One run with the default seed, or one per seed of --seeds and their medians: the training
     seed moves NAB's score by several points (docs/series.md)."""
+    rows = sum(sum(1 for _ in open(p)) - 1 for p in (data / "nab").rglob("*.csv"))
     if not seeds:
-        nab_run(data, tools, work, extra, None)
+        nab_run(data, tools, work, extra, None, rows)
         return
-    figures = [nab_run(data, tools, work, extra, seed) for seed in seeds]
+    figures = [nab_run(data, tools, work, extra, seed, rows) for seed in seeds]
     for seed, scores in zip(seeds, figures):
         print(f"NAB seed {seed}: " + " / ".join(f"{v:.2f}" for v in scores))
     medians = [statistics.median(column) for column in zip(*figures)]
